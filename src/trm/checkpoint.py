@@ -1,0 +1,114 @@
+"""Checkpoints: safetensors weights + JSON config (+ the full training state for resume), written atomically.
+
+    RUN_DIR/checkpoint/model.safetensors   weights to evaluate (the EMA when EMA is on), with buffers
+    RUN_DIR/checkpoint/config.json         model + training config, dataset meta, step
+    RUN_DIR/checkpoint/train_state.pt      raw weights, optimizer, EMA, step, data position, RNG, ACT carry
+
+A new checkpoint is written to a temporary directory and renamed over the old one, so a kill at any moment
+leaves a complete checkpoint (in the worst case the previous one, kept as checkpoint.old until the swap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .model import TRM, ModelConfig
+
+CKPT_DIR = "checkpoint"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated or does not match its config (message is one line)."""
+
+
+def save_checkpoint(run_dir: str | os.PathLike, weights: dict[str, torch.Tensor], config: dict,
+                    train_state: dict | None = None) -> Path:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final, old = run_dir / CKPT_DIR, run_dir / f"{CKPT_DIR}.old"
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{CKPT_DIR}.", suffix=".tmp"))
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, tmp / "model.safetensors")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        for f in tmp.iterdir():  # flush file contents before the renames make them visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """Accept a run directory or a checkpoint directory; fall back to checkpoint.old after a killed swap."""
+    path = Path(path)
+    if (path / "model.safetensors").is_file():
+        return path
+    for cand in (path / CKPT_DIR, path / f"{CKPT_DIR}.old"):
+        if (cand / "model.safetensors").is_file() and (cand / "config.json").is_file():
+            return cand
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: the path does not exist")
+    raise CheckpointError(f"no checkpoint in {path} (expected {path / CKPT_DIR}/model.safetensors)")
+
+
+def load_config(ckpt: Path) -> dict:
+    try:
+        cfg = json.loads((ckpt / "config.json").read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{ckpt}/config.json is missing") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{ckpt}/config.json is broken ({e.msg})") from None
+    if "model" not in cfg:
+        raise CheckpointError(f"{ckpt}/config.json has no model config")
+    return cfg
+
+
+def load_weights(ckpt: Path, device="cpu") -> dict[str, torch.Tensor]:
+    try:
+        return load_file(ckpt / "model.safetensors", device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{ckpt}/model.safetensors is unreadable or truncated ({msg})") from None
+
+
+def load_model(path: str | os.PathLike, device="cpu") -> tuple[TRM, dict]:
+    """The model of a checkpoint in eval mode, and its config dict."""
+    ckpt = resolve_checkpoint(path)
+    cfg = load_config(ckpt)
+    try:
+        model = TRM(ModelConfig(**cfg["model"]))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt}/config.json has an invalid model config ({e})") from None
+    weights = load_weights(ckpt)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise CheckpointError(f"{ckpt}/model.safetensors does not match its config: {first}") from None
+    return model.to(device).eval(), cfg
+
+
+def load_train_state(ckpt: Path) -> dict:
+    f = ckpt / "train_state.pt"
+    if not f.is_file():
+        raise CheckpointError(f"{ckpt} has no train_state.pt: it cannot be resumed (was it saved by eval-only?)")
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many types on truncation; report one line
+        raise CheckpointError(f"{f} is unreadable or truncated ({type(e).__name__})") from None

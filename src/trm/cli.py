@@ -1,0 +1,340 @@
+"""`trm` command: thin wrappers that parse, call and print. Errors are one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import MISSING, asdict, fields
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .data.format import DatasetError
+
+
+class UserError(ValueError):
+    pass
+
+
+# --- dataclass fields as plain flags ---------------------------------------------------------------------
+def _add_field_flags(parser: argparse.ArgumentParser, cls, title: str) -> None:
+    group = parser.add_argument_group(title)
+    for f in fields(cls):
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        default = f.default if f.default is not MISSING else None
+        if isinstance(default, bool):
+            group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"(preset default {default})")
+        else:
+            group.add_argument(*names, dest=f.name, type=type(default), default=None, metavar=type(default).__name__.upper(),
+                               help=f"(default {default})")
+
+
+def _overrides(args: argparse.Namespace, cls) -> dict:
+    return {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def _resolve_preset(args):
+    from .model import ModelConfig
+    from .presets import get_preset
+    from .train import TrainConfig
+    preset = get_preset(args.preset)
+    model_over, train_over = _overrides(args, ModelConfig), _overrides(args, TrainConfig)
+    for k, v in model_over.items():
+        setattr(preset.model, k, v)
+    for k, v in train_over.items():
+        setattr(preset.train, k, v)
+    return preset, model_over, train_over
+
+
+# --- shared data location --------------------------------------------------------------------------------
+def shared_data_root() -> Path:
+    """Where the real puzzle data lives: $TRM_DATA_ROOT, else ../shared/data beside the repo or the cwd."""
+    env = os.environ.get("TRM_DATA_ROOT")
+    if env:
+        return Path(env)
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        cand = base.parent / "shared" / "data"
+        if cand.is_dir():
+            return cand
+    return Path("../shared/data")
+
+
+def build_preset_data(recipe: dict, out: Path, progress: bool = True) -> Path:
+    from .data import sudoku
+    recipe = dict(recipe)
+    recipe.pop("path", None)
+    pools = recipe.pop("pools", [])
+    lists = []
+    if pools:
+        available = sudoku.sudoku_pools(shared_data_root() / "sudoku")
+        for p in pools:
+            paths = available[p]
+            missing = [str(x) for x in paths if not Path(x).is_file()]
+            if missing:
+                raise UserError(f"puzzle list {missing[0]} not found (set TRM_DATA_ROOT to the folder holding sudoku/)")
+            lists += paths
+    return sudoku.build_sudoku(out, lists=lists, progress=progress, **recipe)
+
+
+# --- subcommands -----------------------------------------------------------------------------------------
+def cmd_presets(args) -> None:
+    from .model import TRM, count_parameters
+    from .presets import PRESETS
+    for p in PRESETS.values():
+        m = p.model
+        print(f"{p.name:20s} {p.about}")
+        print(f"{'':20s} mixer={m.mixer} d={m.d} L={m.L} n={m.n} T={m.T} N_sup={m.N_sup} batch={p.train.batch_size} "
+              f"steps={p.train.steps} lr={p.train.lr} data={p.data.get('path', '-')}")
+
+
+def cmd_params(args) -> None:
+    from .model import TRM, count_parameters
+    preset, _, _ = _resolve_preset(args)
+    counts = count_parameters(TRM(preset.model))
+    m = preset.model
+    print(f"preset {preset.name}: mixer={m.mixer} d={m.d} L={m.L} vocab={m.vocab_size} seq_len={m.seq_len} "
+          f"prefix={m.prefix_len}")
+    print(f"puzzle-embedding table (trained by sign-SGD, not counted below): {m.num_puzzle_ids} ids x "
+          f"{m.puzzle_emb_dim} = {counts['puzzle_embedding']}")
+    print("trainable parameters:")
+    print(counts["trainable"])
+
+
+def cmd_data_sudoku(args) -> None:
+    from .data import sudoku
+    lists = [Path(x) for x in args.list]
+    for pool in args.pool:
+        pools = sudoku.sudoku_pools(Path(args.sudoku_dir) if args.sudoku_dir else shared_data_root() / "sudoku")
+        if pool not in pools:
+            raise UserError(f"unknown pool '{pool}' (choose from {', '.join(pools)})")
+        lists += [Path(x) for x in pools[pool]]
+    for f in lists + [Path(x) for x in args.csv]:
+        if not f.is_file():
+            raise UserError(f"no such file: {f}")
+    if not (lists or args.csv or args.generate):
+        raise UserError("no source given: use --pool, --list, --csv or --generate")
+    t0 = time.time()
+    out = sudoku.build_sudoku(args.out, size=args.size, lists=lists, csvs=args.csv, generate=args.generate,
+                              train=args.train, test=args.test, test_fraction=args.test_fraction, seed=args.seed,
+                              workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
+    meta = json.loads((out / "meta.json").read_text())
+    print(f"wrote {out}: train {meta['splits']['train']}, test {meta['splits']['test']} "
+          f"({time.time() - t0:.1f} s)")
+
+
+def cmd_train(args) -> None:
+    from .evaluate import summary_line
+    from .presets import get_preset
+    from .train import Trainer
+    if args.resume:
+        from .model import ModelConfig
+        from .train import TrainConfig
+        overrides = _overrides(args, TrainConfig)
+        if _overrides(args, ModelConfig):
+            raise UserError("the model cannot be changed when resuming")
+        trainer = Trainer(ModelConfig(), TrainConfig(), resume=args.resume, overrides=overrides,
+                          progress=not args.quiet)
+        print(f"resuming {trainer.run_dir} at step {trainer.step}")
+    else:
+        if not args.preset:
+            raise UserError("give --preset NAME (trm presets lists them) or --resume RUN_DIR")
+        preset, _, _ = _resolve_preset(args)
+        cfg = preset.train
+        if not cfg.data:
+            if not preset.data:
+                raise UserError(f"preset {preset.name} names no dataset: pass --data DIR")
+            cfg.data = preset.data["path"]
+            if not (Path(cfg.data) / "meta.json").exists():
+                print(f"building the dataset of {preset.name} in {cfg.data} ...")
+                build_preset_data(preset.data, Path(cfg.data), progress=not args.quiet)
+        if not cfg.out:
+            cfg.out = f"runs/{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (Path(cfg.out) / "checkpoint").exists():
+            raise UserError(f"{cfg.out} already holds a run: resume it with --resume {cfg.out} or pick another --out")
+        trainer = Trainer(preset.model, cfg, preset=preset.name, progress=not args.quiet)
+        if trainer.main:
+            print(f"training {preset.name} into {cfg.out} on {trainer.device} "
+                  f"({trainer.world} process{'es' if trainer.world > 1 else ''})")
+    result = trainer.fit()
+    if trainer.main and result is not None:
+        print(f"final test ({result['weights']} weights, step {result['step']}): {summary_line(result)}")
+        if "raw" in result:
+            print(f"raw (non-EMA) weights: exact {result['raw']['exact_accuracy']:.4f}  "
+                  f"cell {result['raw']['cell_accuracy']:.4f}")
+        print(f"checkpoint: {trainer.run_dir / 'checkpoint'}")
+
+
+def cmd_eval(args) -> None:
+    import torch
+
+    from .checkpoint import load_model
+    from .data.format import load_dataset
+    from .evaluate import evaluate, summary_line
+    from .runtime import pick_device
+    device = pick_device(args.device)
+    model, cfg = load_model(args.checkpoint, device)
+    ds = load_dataset(args.data)
+    if ds.seq_len != model.cfg.seq_len or ds.vocab_size != model.cfg.vocab_size:
+        raise UserError(f"dataset {args.data} (seq_len {ds.seq_len}, vocab {ds.vocab_size}) does not fit the model "
+                        f"(seq_len {model.cfg.seq_len}, vocab {model.cfg.vocab_size})")
+    if args.D is not None and args.D < 1:
+        raise UserError("--D must be >= 1")
+    torch.manual_seed(0)
+    m = evaluate(model, ds[args.split], D=args.D, batch_size=args.batch_size, dtype=args.dtype, limit=args.limit,
+                 progress=not (args.quiet or args.json))
+    m = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, **m}
+    if args.json:
+        print(json.dumps(m))
+    else:
+        print(summary_line(m))
+        print("exact accuracy by supervision step: " + " ".join(f"{a:.3f}" for a in m["exact_accuracy_by_step"]))
+
+
+def _read_puzzle_arg(text: str) -> str:
+    if text == "-":
+        return sys.stdin.read()
+    p = Path(text)
+    if "\n" not in text and len(text) < 256 and p.is_file():
+        return p.read_text()
+    return text
+
+
+def cmd_solve(args) -> None:
+    import torch
+
+    from .checkpoint import load_model
+    from .data import sudoku
+    from .evaluate import rollout
+    from .runtime import pick_device
+    device = pick_device(args.device)
+    model, cfg = load_model(args.checkpoint, device)
+    size = int(cfg.get("data_meta", {}).get("size", 9))
+    if args.data is not None:
+        from .data.format import load_dataset
+        split = load_dataset(args.data)["test"]
+        if not 0 <= args.index < len(split):
+            raise UserError(f"--index {args.index} is outside the test split (0..{len(split) - 1})")
+        puzzle = sudoku.decode(split.inputs[args.index])
+    elif args.puzzle is None:
+        raise UserError("give a puzzle (81 characters, a grid, a file or -) or --data DIR --index I")
+    else:
+        try:
+            puzzle = sudoku.parse_puzzle(_read_puzzle_arg(args.puzzle), size)
+        except ValueError as e:
+            raise UserError(f"bad puzzle: {e}") from None
+    D = args.D or model.cfg.N_sup
+    inputs = torch.from_numpy(sudoku.encode(puzzle)[None].astype("int64")).to(device)
+    ids = torch.zeros(1, dtype=torch.long, device=device)
+    t0 = time.perf_counter()
+    for step, _, out in rollout(model, inputs, ids, D, dtype=args.dtype, stop_when_halted=not args.no_halt):
+        pass
+    seconds = time.perf_counter() - t0
+    solution = sudoku.decode(out.logits.argmax(-1)[0].cpu().numpy())
+    obeys, keeps = sudoku.is_solution(solution, size), sudoku.keeps_givens(puzzle, solution)
+    q = float(out.q_halt[0])
+    confidence = float(torch.sigmoid(out.q_halt[0]))
+    result = {"solution": "".join(str(int(v)) for v in solution), "valid": bool(obeys and keeps),
+              "obeys_rules": bool(obeys), "keeps_givens": bool(keeps), "steps": step, "q_halt": q,
+              "confidence": confidence, "seconds": round(seconds, 4)}
+    if args.json:
+        print(json.dumps(result))
+        return
+    print("puzzle:")
+    print(sudoku.format_grid(puzzle, size))
+    print("model's answer:")
+    print(sudoku.format_grid(solution, size))
+    verdict = "a valid solution" if result["valid"] else (
+        "NOT valid: " + ", ".join(w for w, ok in (("breaks the rules", obeys), ("changes givens", keeps)) if not ok))
+    print(f"{verdict}; {step} supervision step{'s' if step > 1 else ''}, Q confidence {confidence:.3f} "
+          f"(q_halt {q:+.2f}), {seconds * 1000:.0f} ms")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .model import ModelConfig
+    from .train import TrainConfig
+    p = argparse.ArgumentParser(prog="trm", allow_abbrev=False, description="Tiny Recursive Models: train, evaluate and solve grid puzzles.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("presets", help="list the named configurations").set_defaults(func=cmd_presets)
+
+    sp = sub.add_parser("params", help="count a preset's parameters (puzzle-embedding table on its own line)")
+    sp.add_argument("--preset", required=True)
+    _add_field_flags(sp, ModelConfig, "model (override the preset)")
+    sp.set_defaults(func=cmd_params)
+
+    dp = sub.add_parser("data", help="build datasets")
+    dsub = dp.add_subparsers(dest="task", required=True)
+    s = dsub.add_parser("sudoku", help="build a Sudoku dataset from puzzle lists, CSVs or the generator")
+    s.add_argument("--out", required=True, help="dataset directory to write")
+    s.add_argument("--pool", action="append", default=[], help="named list group in the shared data: 17clue or hard")
+    s.add_argument("--list", action="append", default=[], help="a file of 81-char puzzles, one a line (repeatable)")
+    s.add_argument("--csv", action="append", default=[], help="a Sudoku-Extreme CSV source,question,answer,rating")
+    s.add_argument("--generate", type=int, default=0, help="number of minimal puzzles to generate")
+    s.add_argument("--size", type=int, default=9, choices=[4, 6, 9], help="grid size (generator, lists)")
+    s.add_argument("--train", type=int, default=None, help="seeded subsample of N training puzzles (default all)")
+    s.add_argument("--test", type=int, default=None, help="number of test puzzles (default test-fraction of all)")
+    s.add_argument("--test-fraction", type=float, default=0.1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=None, help="solver processes (default: all cores)")
+    s.add_argument("--sudoku-dir", default=None, help="folder of the puzzle lists (default ../shared/data/sudoku)")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_data_sudoku)
+
+    tp = sub.add_parser("train", help="train a preset (or resume a run)")
+    tp.add_argument("--preset", help="named configuration (trm presets)")
+    tp.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    tp.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_field_flags(tp, ModelConfig, "model (override the preset)")
+    _add_field_flags(tp, TrainConfig, "training (override the preset)")
+    tp.set_defaults(func=cmd_train)
+
+    ep = sub.add_parser("eval", help="evaluate a checkpoint on a dataset")
+    ep.add_argument("--checkpoint", required=True, help="run directory or checkpoint directory")
+    ep.add_argument("--data", required=True, help="dataset directory")
+    ep.add_argument("--split", default="test")
+    ep.add_argument("--D", type=int, default=None, help="supervision steps at test time (default: the training N_sup)")
+    ep.add_argument("--limit", type=int, default=0, help="evaluate only the first N examples")
+    ep.add_argument("--batch-size", type=int, default=256)
+    ep.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
+    ep.add_argument("--device", default="auto")
+    ep.add_argument("--json", action="store_true", help="print one JSON object")
+    ep.add_argument("--quiet", action="store_true")
+    ep.set_defaults(func=cmd_eval)
+
+    sv = sub.add_parser("solve", help="solve one Sudoku with a checkpoint")
+    sv.add_argument("puzzle", nargs="?", help="81 characters ('.' or '0' blank), a grid, a file, or - for stdin")
+    sv.add_argument("--checkpoint", required=True)
+    sv.add_argument("--data", default=None, help="take the puzzle from this dataset's test split (with --index)")
+    sv.add_argument("--index", type=int, default=0)
+    sv.add_argument("--D", type=int, default=None, help="maximum supervision steps (default: the training N_sup)")
+    sv.add_argument("--no-halt", action="store_true", help="run all D steps instead of stopping when Q says halt")
+    sv.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
+    sv.add_argument("--device", default="auto")
+    sv.add_argument("--json", action="store_true")
+    sv.set_defaults(func=cmd_solve)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, CheckpointError, DatasetError) as e:
+        print(f"trm: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"trm: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trm: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Datasets: one module per task, sharing the on-disk format of trm.data.format."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .format import Dataset, DatasetError, Split, load_dataset, write_dataset
+
+Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def augmenter(meta: dict) -> Augment | None:
+    """The on-the-fly training augmentation a dataset asks for in meta.json ("augment"), or None."""
+    kind = meta.get("augment")
+    if not kind:
+        return None
+    if kind == "sudoku":
+        from . import sudoku
+        size = int(meta["size"])
+        return lambda inputs, labels, rng: sudoku.augment(inputs, labels, size, rng)
+    raise DatasetError(f"unknown augmentation '{kind}' in meta.json")
+
+
+__all__ = ["Dataset", "DatasetError", "Split", "augmenter", "load_dataset", "write_dataset"]

@@ -1,0 +1,103 @@
+"""Deterministic evaluation: every sample runs D supervision steps; the halting head is scored, not obeyed."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data.format import Split
+from .losses import IGNORE
+from .model import TRM
+from .runtime import autocast
+
+
+def _batch(split: Split, s: int, e: int, device):
+    take = lambda a: torch.from_numpy(np.asarray(a[s:e]).astype(np.int64)).to(device)  # noqa: E731
+    return take(split.inputs), take(split.labels), take(split.puzzle_ids)
+
+
+@torch.no_grad()
+def rollout(model: TRM, inputs: torch.Tensor, puzzle_ids: torch.Tensor, D: int, *, dtype: str = "auto",
+            stop_when_halted: bool = False):
+    """Run up to D supervision steps from the initial carry; yields (step, carry, StepOutput) after each.
+
+    With stop_when_halted the loop ends once every sample's q_halt is positive (used by `trm solve`).
+    """
+    device = inputs.device
+    carry = model.initial_carry(inputs.shape[0], device)
+    x = None
+    for t in range(1, D + 1):
+        with autocast(device, dtype):
+            if x is None:  # the question does not change between steps: embed it once
+                x = model.embed_input(inputs, puzzle_ids)
+            carry, y = model.deep_recursion(x, carry)
+            out = model.heads(y)
+        yield t, carry, out
+        if stop_when_halted and bool((out.q_halt > 0).all()):
+            return
+
+
+@torch.no_grad()
+def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int = 256, dtype: str = "auto",
+             limit: int = 0, progress: bool = False, desc: str = "eval") -> dict:
+    """Exact and cell accuracy after every supervision step, and how well the halting head would do."""
+    was_training = model.training
+    model.eval()
+    device = model.y_init.device
+    D = D or model.cfg.N_sup
+    n = min(len(split), limit) if limit else len(split)
+    exact_by_step = np.zeros(D, dtype=np.int64)
+    cells_by_step = np.zeros(D, dtype=np.int64)
+    total_cells = 0
+    halt_steps, halted_any, correct_at_halt, q_final_ok = [], [], [], []
+    bar = tqdm(total=n, desc=desc, disable=not progress, leave=False, unit="puzzle")
+    for s in range(0, n, batch_size):
+        e = min(n, s + batch_size)
+        inputs, labels, ids = _batch(split, s, e, device)
+        mask = labels != IGNORE
+        n_cells = mask.sum(-1)
+        total_cells += int(n_cells.sum())
+        B = e - s
+        halt_step = torch.full((B,), D, device=device)
+        halted = torch.zeros(B, dtype=torch.bool, device=device)
+        at_halt = torch.zeros(B, dtype=torch.bool, device=device)
+        for t, _, out in rollout(model, inputs, ids, D, dtype=dtype):
+            cell_ok = (out.logits.argmax(-1) == labels) & mask
+            n_ok = cell_ok.sum(-1)
+            exact = n_ok == n_cells
+            exact_by_step[t - 1] += int(exact.sum())
+            cells_by_step[t - 1] += int(n_ok.sum())
+            newly = ~halted & (out.q_halt > 0)
+            halt_step = torch.where(newly, t, halt_step)
+            at_halt = torch.where(newly, exact, at_halt)
+            halted |= newly
+        at_halt = torch.where(halted, at_halt, exact)  # never halted: the answer after D steps
+        halt_steps.append(halt_step.cpu()); halted_any.append(halted.cpu())
+        correct_at_halt.append(at_halt.cpu()); q_final_ok.append(((out.q_halt > 0) == exact).cpu())
+        bar.update(B)
+    bar.close()
+    model.train(was_training)
+    halt_steps, halted_any = torch.cat(halt_steps).float(), torch.cat(halted_any)
+    correct_at_halt, q_final_ok = torch.cat(correct_at_halt), torch.cat(q_final_ok)
+    n_halted = int(halted_any.sum())
+    return {
+        "n": n,
+        "D": D,
+        "exact_accuracy": exact_by_step[-1] / n,
+        "cell_accuracy": cells_by_step[-1] / total_cells,
+        "exact_accuracy_by_step": (exact_by_step / n).round(6).tolist(),
+        "cell_accuracy_by_step": (cells_by_step / total_cells).round(6).tolist(),
+        "exact_accuracy_at_halt": float(correct_at_halt.float().mean()),
+        "mean_halt_steps": float(halt_steps.mean()),
+        "halt_rate": n_halted / n,
+        "halting_precision": float(correct_at_halt[halted_any].float().mean()) if n_halted else None,
+        "q_halt_accuracy": float(q_final_ok.float().mean()),
+    }
+
+
+def summary_line(m: dict) -> str:
+    prec = "n/a" if m["halting_precision"] is None else f"{m['halting_precision']:.3f}"
+    return (f"exact {m['exact_accuracy']:.4f}  cell {m['cell_accuracy']:.4f}  (D={m['D']}, n={m['n']})  "
+            f"halting: mean steps {m['mean_halt_steps']:.2f}, rate {m['halt_rate']:.3f}, precision {prec}, "
+            f"exact at halt {m['exact_accuracy_at_halt']:.4f}")

@@ -1,0 +1,3 @@
+from .trm import TRM, Carry, ModelConfig, StepOutput, count_parameters
+
+__all__ = ["TRM", "Carry", "ModelConfig", "StepOutput", "count_parameters"]

@@ -1,0 +1,139 @@
+"""Building blocks of the TRM network: init, RMSNorm, SwiGLU, RoPE, the two token mixers, the block."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Std of a standard normal truncated at +-2 sigma; dividing by it makes the *real* std what was asked
+# (REFERENCE.md section 1: "cut at 2 sigma, rescaled so the real std is as asked").
+_TRUNC2_STD = math.sqrt(1 - 4 * math.exp(-2) / math.sqrt(2 * math.pi) / math.erf(2 / math.sqrt(2)))
+
+
+def trunc_normal_(t: torch.Tensor, std: float) -> torch.Tensor:
+    s = std / _TRUNC2_STD
+    return nn.init.trunc_normal_(t, std=s, a=-2 * s, b=2 * s)
+
+
+def swiglu_hidden(dim: int, expansion: float) -> int:
+    """Hidden width of a SwiGLU: 2/3 of expansion*dim, rounded up to a multiple of 256 (d=512 -> 1536)."""
+    return math.ceil(round(expansion * dim * 2 / 3) / 256) * 256
+
+
+class Linear(nn.Linear):
+    """nn.Linear with the reference init: truncated normal, std 1/sqrt(fan_in), zero bias."""
+
+    def __init__(self, fan_in: int, fan_out: int, bias: bool = False):
+        super().__init__(fan_in, fan_out, bias=bias)
+
+    def reset_parameters(self) -> None:
+        trunc_normal_(self.weight, 1 / math.sqrt(self.in_features))
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+def rms_norm(h: torch.Tensor, eps: float = 1e-5, dim: int = -1) -> torch.Tensor:
+    """Weightless RMSNorm computed in fp32, returned in the input dtype."""
+    h32 = h.float()
+    return (h32 * torch.rsqrt(h32.square().mean(dim, keepdim=True) + eps)).to(h.dtype)
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(h)) * up(h)) over the last axis, gate and up fused in one matmul."""
+
+    def __init__(self, dim: int, expansion: float):
+        super().__init__()
+        hidden = swiglu_hidden(dim, expansion)
+        self.gate_up = Linear(dim, 2 * hidden)
+        self.down = Linear(hidden, dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(h).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class SequenceSwiGLU(nn.Module):
+    """The paper's MLP-T token mixer: a SwiGLU across the sequence axis, residual + RMSNorm over it.
+
+    The reference transposes (B, L, d) to (B, d, L) and back; multiplying by the weights from the left
+    does the same maths on the untransposed tensor, so no transpose copies are made.
+    """
+
+    def __init__(self, seq_len: int, expansion: float, eps: float):
+        super().__init__()
+        hidden = swiglu_hidden(seq_len, expansion)
+        self.gate_up = Linear(seq_len, 2 * hidden)
+        self.down = Linear(hidden, seq_len)
+        self.eps = eps
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: (B, L, d)
+        gate, up = torch.matmul(self.gate_up.weight, h).chunk(2, dim=-2)   # (B, 2*hidden, d)
+        out = torch.matmul(self.down.weight, F.silu(gate) * up)            # (B, L, d)
+        return rms_norm(h + out, self.eps, dim=-2)
+
+
+class Rotary(nn.Module):
+    """RoPE tables (theta 10000, NeoX rotate-half) in fp32, covering the puzzle-embedding prefix too."""
+
+    def __init__(self, head_dim: int, max_len: int, theta: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        freqs = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self.register_buffer("cos", emb.cos(), persistent=False)
+        self.register_buffer("sin", emb.sin(), persistent=False)
+
+    @staticmethod
+    def apply(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        t32 = t.float()
+        a, b = t32.chunk(2, dim=-1)
+        return (t32 * cos + torch.cat((-b, a), dim=-1) * sin).to(t.dtype)
+
+
+class Attention(nn.Module):
+    """Non-causal multi-head self-attention with fused QKV (no bias) and RoPE."""
+
+    def __init__(self, dim: int, heads: int, rotary: Rotary | None):
+        super().__init__()
+        assert dim % heads == 0, "d must be divisible by the number of heads"
+        self.heads, self.head_dim = heads, dim // heads
+        self.qkv = Linear(dim, 3 * dim)
+        self.out = Linear(dim, dim)
+        self.rotary = rotary
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        B, L, _ = h.shape
+        q, k, v = self.qkv(h).view(B, L, 3, self.heads, self.head_dim).unbind(2)
+        if self.rotary is not None:
+            cos, sin = self.rotary.cos[:L, None, :], self.rotary.sin[:L, None, :]
+            q, k = Rotary.apply(q, cos, sin), Rotary.apply(k, cos, sin)
+        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return self.out(o.transpose(1, 2).reshape(B, L, -1))
+
+
+class Block(nn.Module):
+    """Post-norm block: h = norm(h + mixer(h)); h = norm(h + swiglu(h))."""
+
+    def __init__(self, *, dim: int, mixer: str, heads: int, expansion: float, seq_len: int,
+                 rotary: Rotary | None, eps: float):
+        super().__init__()
+        self.eps = eps
+        if mixer == "attention":
+            self.attn = Attention(dim, heads, rotary)
+            self.mlp_t = None
+        elif mixer == "mlp":
+            self.attn = None
+            self.mlp_t = SequenceSwiGLU(seq_len, expansion, eps)
+        else:
+            raise ValueError(f"unknown mixer '{mixer}' (choose attention or mlp)")
+        self.mlp = SwiGLU(dim, expansion)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.mlp_t is not None:
+            h = self.mlp_t(h)  # residual and norm (over the sequence axis) happen inside
+        else:
+            h = rms_norm(h + self.attn(h), self.eps)
+        return rms_norm(h + self.mlp(h), self.eps)

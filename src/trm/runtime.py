@@ -1,0 +1,99 @@
+"""Device, precision, distributed set-up and the provenance saved with every run."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but CUDA is not available")
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX). Without it, oneDNN falls back to
+    a reference kernel: on an AVX2-only EPYC we measured a 2048^3 bf16 matmul at 0.3 GFLOP/s against
+    163 GFLOP/s in fp32, so bf16 autocast there would make training ~100x slower, not 4x faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> str:
+    """'auto' = bf16 on GPUs and on CPUs with hardware bf16, else fp32."""
+    if dtype not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"dtype must be auto, bf16 or fp32, not '{dtype}'")
+    if dtype != "auto":
+        return dtype
+    if device.type == "cuda":
+        return "bf16"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
+
+
+def autocast(device: torch.device, dtype: str):
+    """bf16 autocast (fp32 master weights) on CPU and GPU; a no-op for fp32."""
+    dtype = resolve_dtype(dtype, device)
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def loss_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def init_distributed(device_name: str = "auto") -> tuple[int, int, torch.device]:
+    """Join a torchrun process group when launched by torchrun; returns (rank, world_size, device)."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    device = pick_device(device_name)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, world, device
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device) -> dict:
+    import numpy
+    import trm
+    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+           "trm": trm.__version__, "platform": platform.platform(), "device": str(device),
+           "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+           "world_size": dist.get_world_size() if dist.is_initialized() else 1}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env

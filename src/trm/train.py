@@ -1,0 +1,442 @@
+"""The training loop: deep supervision over a fixed-shape ACT carry (REFERENCE.md section 2).
+
+One optimizer step per supervision step. The batch is a fixed set of slots; each slot holds one example
+and its y, z. After every step, slots whose example halted (q_halt > 0, or N_sup steps reached) are reset
+to the initial y, z and refilled with the next examples of the shuffled, augmented training stream.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import checkpoint as ckpt_io
+from .data import augmenter
+from .data.format import Dataset, atomic_write_bytes, atomic_write_json, load_dataset
+from .evaluate import evaluate, summary_line
+from .losses import IGNORE, LOSSES
+from .model import TRM, Carry, ModelConfig
+from .optim import SignSGDEmbedding, build_optimizer, lr_at
+from .runtime import autocast, environment, git_commit, init_distributed, loss_dtype, resolve_dtype
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""                  # dataset directory (built by `trm data ...`)
+    out: str = ""                   # run directory (default runs/<preset>-<time>)
+    batch_size: int = 768           # global batch = slots of the ACT carry, split across processes
+    steps: int = 65104              # optimizer steps; epochs*examples/batch in the paper (50000*1000/768)
+    lr: float = 1e-4
+    lr_min_ratio: float = 1.0       # cosine floor as a fraction of lr (1.0 = constant after warmup)
+    warmup_steps: int = 2000
+    weight_decay: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    optimizer: str = "adam_atan2"   # adam_atan2 (reference) or adamw
+    puzzle_emb_lr: float = 1e-4     # sign-SGD on the puzzle-embedding rows of the batch
+    puzzle_emb_weight_decay: float = 1.0
+    loss: str = "stablemax"         # stablemax (reference) or softmax cross-entropy
+    halt_explore_prob: float = 0.1  # chance that a sample must run at least U{2..N_sup} steps
+    q_continue_loss: bool = False   # HRM-style bootstrapped continue loss (off in TRM)
+    ema: float = 0.999              # EMA rate of the weights that are evaluated and saved (0 = off)
+    augment: bool = True            # on-the-fly augmentation of training examples
+    eval_every: int = 5000          # steps between evaluations on the test split
+    eval_limit: int = 0             # test examples per periodic evaluation (0 = all); the final one uses all
+    eval_batch_size: int = 256
+    checkpoint_every: int = 1000    # steps between checkpoints (also every checkpoint_minutes)
+    checkpoint_minutes: float = 10.0
+    log_every: int = 10
+    time_budget: float = 0.0        # minutes of training in this invocation, then a clean stop (0 = none)
+    seed: int = 0
+    dtype: str = "auto"             # bf16 autocast (fp32 master weights), fp32, or auto: bf16 where fast
+    compile: bool = False           # torch.compile the network
+    device: str = "auto"            # auto = cuda, then mps, then cpu
+    threads: int = 0                # CPU threads (0 = torch's default)
+    tensorboard: bool = False
+
+
+class ExampleStream:
+    """An endless order over the training examples: a fresh seeded shuffle every epoch. State = (epoch, pos)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.pos = n, seed, 0, 0
+        self._perm = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+
+    def take(self, k: int) -> np.ndarray:
+        out = []
+        while k > 0:
+            m = min(k, self.n - self.pos)
+            out.append(self._perm[self.pos:self.pos + m])
+            self.pos, k = self.pos + m, k - m
+            if self.pos == self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._perm = self._permutation()
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def state(self) -> list[int]:
+        return [self.epoch, self.pos]
+
+    def load_state(self, state) -> None:
+        self.epoch, self.pos = int(state[0]), int(state[1])
+        self._perm = self._permutation()
+
+
+@dataclass
+class Slots:
+    """The ACT carry: per slot the example, its recurrent state and how many steps it has run."""
+    carry: Carry
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    puzzle_ids: torch.Tensor
+    steps: torch.Tensor
+    halted: torch.Tensor
+
+    TENSORS = ("inputs", "labels", "puzzle_ids", "steps", "halted")
+
+    def state(self) -> dict[str, torch.Tensor]:
+        d = {k: getattr(self, k) for k in self.TENSORS}
+        return {**d, "y": self.carry.y, "z": self.carry.z}
+
+
+class StopTraining(Exception):
+    pass
+
+
+class Trainer:
+    # settings a resumed run may change without changing its maths
+    RESUMABLE = ("time_budget", "device", "threads", "steps", "eval_every", "eval_limit", "checkpoint_every",
+                 "checkpoint_minutes", "log_every", "tensorboard")
+
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, *, preset: str = "", resume: str = "",
+                 overrides: dict | None = None, progress: bool = True):
+        self.cfg, self.preset, self.progress = cfg, preset, progress
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.rank, self.world, self.device = init_distributed(cfg.device)
+        self.main = self.rank == 0
+
+        self.run_dir = Path(resume or cfg.out)
+        resume_state = None
+        if resume:
+            ck = ckpt_io.resolve_checkpoint(resume)
+            saved = ckpt_io.load_config(ck)
+            model_cfg = ModelConfig(**saved["model"])
+            bad = sorted(set(overrides or {}) - set(self.RESUMABLE))
+            if bad:
+                raise ValueError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(self.RESUMABLE)})")
+            self.cfg = cfg = TrainConfig(**{**saved["train"], **(overrides or {})})
+            self.preset = saved.get("preset", preset)
+            resume_state = ckpt_io.load_train_state(ck)
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
+        self.B = cfg.batch_size // self.world  # slots on this process
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.data: Dataset = load_dataset(cfg.data)
+        self.train_split, self.test_split = self.data["train"], self.data["test"]
+        meta = self.data.meta
+        model_cfg.vocab_size, model_cfg.seq_len = int(meta["vocab_size"]), int(meta["seq_len"])
+        model_cfg.num_puzzle_ids = int(meta["num_puzzle_ids"])
+        self.model_cfg = model_cfg
+        self.augment = augmenter(meta) if cfg.augment else None
+
+        torch.manual_seed(cfg.seed)  # same init on every process
+        self.model = TRM(model_cfg).to(self.device)
+        self.ema_model = copy.deepcopy(self.model).eval() if cfg.ema > 0 else None
+        self.net = self.model  # what the forward is called on: DDP wrapper when distributed
+        if cfg.compile:
+            self.model.f = torch.compile(self.model.f)
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.opt = build_optimizer(self.model.parameters(), name=cfg.optimizer, lr=cfg.lr,
+                                   weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
+        self.emb_opt = (SignSGDEmbedding(self.model.puzzle_emb, lr=cfg.puzzle_emb_lr,
+                                         weight_decay=cfg.puzzle_emb_weight_decay)
+                        if self.model.puzzle_emb is not None else None)
+        self.loss_fn = LOSSES.get(cfg.loss)
+        if self.loss_fn is None:
+            raise ValueError(f"unknown loss '{cfg.loss}' (choose stablemax or softmax)")
+        self.stream = ExampleStream(len(self.train_split), cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # halting exploration, same on all processes
+        self.step = 0
+        self.elapsed_before = 0.0
+        self.slots = self._empty_slots()
+        if resume_state is not None:
+            self._load_state(resume_state)
+
+    # --- the ACT carry ------------------------------------------------------------------------------------
+    def _empty_slots(self) -> Slots:
+        B, L = self.B, self.model_cfg.seq_len
+        zeros = lambda *s, dtype=torch.long: torch.zeros(*s, dtype=dtype, device=self.device)  # noqa: E731
+        return Slots(carry=self.model.initial_carry(B, self.device), inputs=zeros(B, L), labels=zeros(B, L),
+                     puzzle_ids=zeros(B), steps=zeros(B), halted=torch.ones(B, dtype=torch.bool, device=self.device))
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return t
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
+
+    def _refill(self) -> None:
+        """Reset halted slots and fill them with the next examples, in global slot order on every process,
+        so the data a slot sees does not depend on the number of processes."""
+        s = self.slots
+        halted = self._gather(s.halted).cpu().numpy()
+        where = np.flatnonzero(halted)
+        if len(where) == 0:
+            return
+        idx = self.stream.take(len(where))
+        inputs = np.asarray(self.train_split.inputs[idx])
+        labels = np.asarray(self.train_split.labels[idx])
+        ids = np.asarray(self.train_split.puzzle_ids[idx])
+        if self.augment is not None:
+            inputs, labels = self.augment(inputs, labels, np.random.default_rng([self.cfg.seed, self.step, 7]))
+        lo = self.rank * self.B
+        mine = (where >= lo) & (where < lo + self.B)
+        local = torch.from_numpy(where[mine] - lo).to(self.device)
+        to_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a[mine]).astype(np.int64)).to(self.device)  # noqa
+        s.inputs[local], s.labels[local], s.puzzle_ids[local] = to_dev(inputs), to_dev(labels), to_dev(ids)
+        s.steps[local] = 0
+        s.carry = self.model.reset_carry(s.carry, s.halted)
+        s.halted[:] = False
+
+    # --- one supervision step -----------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        cfg, mcfg, s = self.cfg, self.model_cfg, self.slots
+        self._refill()
+        lr = lr_at(self.step, base=cfg.lr, warmup=cfg.warmup_steps, total=cfg.steps, min_ratio=cfg.lr_min_ratio)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        if self.emb_opt is not None:
+            self.emb_opt.lr = lr * cfg.puzzle_emb_lr / cfg.lr
+
+        self.model.train()
+        with autocast(self.device, self.dtype):
+            new_carry, out = self.net(s.carry, s.inputs, s.puzzle_ids)
+        mask = s.labels != IGNORE
+        n_cells = mask.sum(-1)
+        token_loss = self.loss_fn(out.logits, s.labels, loss_dtype(self.device))
+        lm_loss = (token_loss.sum(-1) / n_cells.clamp_min(1)).sum()
+        with torch.no_grad():
+            cell_ok = (out.logits.argmax(-1) == s.labels) & mask
+            seq_ok = cell_ok.sum(-1) == n_cells
+        q_halt_loss = F.binary_cross_entropy_with_logits(out.q_halt, seq_ok.float(), reduction="sum")
+        steps = s.steps + 1
+        q_cont_loss = torch.zeros((), device=self.device)
+        if cfg.q_continue_loss:
+            q_cont_loss = self._q_continue_loss(new_carry, out, steps)
+        loss = lm_loss + 0.5 * (q_halt_loss + q_cont_loss)
+        (loss / self.B).backward()  # DDP averages over processes: the mean over the global batch
+
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.emb_opt is not None:
+            self.emb_opt.step()
+        if self.ema_model is not None:
+            with torch.no_grad():
+                ema_p, p = list(self.ema_model.parameters()), list(self.model.parameters())
+                torch._foreach_lerp_(ema_p, p, 1 - cfg.ema)
+
+        with torch.no_grad():  # halting (training): N_sup reached or Q says halt, after exploration's minimum
+            halted = steps >= mcfg.N_sup
+            if mcfg.N_sup > 1:
+                q_says = out.q_halt > out.q_continue if cfg.q_continue_loss else out.q_halt > 0
+                explore = torch.rand(cfg.batch_size, generator=self.gen) < cfg.halt_explore_prob
+                min_steps = explore * torch.randint(2, mcfg.N_sup + 1, (cfg.batch_size,), generator=self.gen)
+                min_steps = min_steps[self.rank * self.B:(self.rank + 1) * self.B].to(self.device)
+                halted = (halted | q_says) & (steps >= min_steps)
+        s.carry, s.steps, s.halted = new_carry, steps, halted
+        self.step += 1
+        # metrics over the episodes that ended at this step (summed here, averaged after the all-reduce)
+        h = halted.float()
+        stats = torch.stack([
+            loss.detach().double(), lm_loss.detach().double(), q_halt_loss.detach().double(),
+            q_cont_loss.detach().double(), torch.tensor(float(self.B), dtype=torch.float64, device=self.device),
+            h.sum().double(), (h * seq_ok).sum().double(),
+            (h * cell_ok.sum(-1) / n_cells.clamp_min(1)).sum().double(), (h * steps).sum().double(),
+            ((out.q_halt > 0) == seq_ok).float().sum().double()]).cpu()
+        return {"lr": lr, "stats": stats}
+
+    def _q_continue_loss(self, new_carry: Carry, out, steps: torch.Tensor) -> torch.Tensor:
+        """HRM's bootstrapped target: sigmoid of the next step's Q (halt if it is the last step, else the
+        better of halt and continue). The next step runs without gradients from the detached carry."""
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            _, nxt = self.model(new_carry, self.slots.inputs, self.slots.puzzle_ids)
+        is_last = steps >= self.model_cfg.N_sup
+        target = torch.sigmoid(torch.where(is_last, nxt.q_halt, torch.maximum(nxt.q_halt, nxt.q_continue)))
+        return F.binary_cross_entropy_with_logits(out.q_continue, target, reduction="sum")
+
+    # --- evaluation, state, checkpoints -------------------------------------------------------------------
+    def eval_model(self) -> TRM:
+        if self.ema_model is None:
+            return self.model
+        if self.model.puzzle_emb is not None:  # the table is trained by sign-SGD, not averaged
+            self.ema_model.puzzle_emb.weight.copy_(self.model.puzzle_emb.weight)
+        return self.ema_model
+
+    def config_dict(self) -> dict:
+        return {"model": asdict(self.model_cfg), "train": asdict(self.cfg), "preset": self.preset,
+                "data_meta": {k: v for k, v in self.data.meta.items() if k not in ("sources",)},
+                "step": self.step}
+
+    def _state(self, elapsed: float) -> dict:
+        slots = {k: self._gather(v) for k, v in self.slots.state().items()}
+        return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "ema": self.ema_model.state_dict() if self.ema_model is not None else {},
+                "stream": self.stream.state(), "gen": self.gen.get_state(), "slots": slots,
+                "elapsed": elapsed, "world_size": self.world}
+
+    def _load_state(self, st: dict) -> None:
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        if self.ema_model is not None and st["ema"]:
+            self.ema_model.load_state_dict(st["ema"])
+        self.stream.load_state(st["stream"])
+        self.gen.set_state(st["gen"])
+        self.step, self.elapsed_before = int(st["step"]), float(st["elapsed"])
+        sl = st["slots"]
+        if len(sl["steps"]) != self.cfg.batch_size:
+            raise ckpt_io.CheckpointError(f"checkpoint has {len(sl['steps'])} slots, batch_size is {self.cfg.batch_size}")
+        part = lambda t: t[self.rank * self.B:(self.rank + 1) * self.B].to(self.device)  # noqa: E731
+        self.slots = Slots(carry=Carry(y=part(sl["y"]), z=part(sl["z"])), inputs=part(sl["inputs"]),
+                           labels=part(sl["labels"]), puzzle_ids=part(sl["puzzle_ids"]), steps=part(sl["steps"]),
+                           halted=part(sl["halted"]))
+
+    def save(self, elapsed: float) -> None:
+        state = self._state(elapsed)  # collective: every process takes part
+        if self.main:
+            weights = self.eval_model().state_dict()
+            ckpt_io.save_checkpoint(self.run_dir, weights, self.config_dict(), state)
+
+    # --- the loop -----------------------------------------------------------------------------------------
+    def fit(self) -> dict | None:
+        cfg = self.cfg
+        start = time.monotonic()
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._trim_metrics(metrics_path)
+            record = {**self.config_dict(), "git_commit": git_commit(), "environment": {**environment(self.device), "dtype": self.dtype},
+                      "command": sys.argv}
+            atomic_write_json(self.run_dir / "config.json", record)
+        tb = self._tensorboard()
+        # SIGTERM (a scheduler's kill) stops like the time budget: checkpoint, then exit
+        stop = {"flag": False}
+        prev = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True)) if self.main else None
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.main and self.progress),
+                   dynamic_ncols=True, unit="step")
+        acc = torch.zeros(10, dtype=torch.float64)
+        last_ckpt_time, last_log = time.monotonic(), time.monotonic()
+        samples_since = 0
+        try:
+            while self.step < cfg.steps:
+                r = self.train_step()
+                acc += r["stats"]
+                samples_since += cfg.batch_size
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    if self.world > 1:
+                        dist.all_reduce(acc)
+                    now = time.monotonic()
+                    m = self._metrics(acc, r["lr"], samples_since / max(1e-9, now - last_log))
+                    acc.zero_(); samples_since, last_log = 0, now
+                    if self.main:
+                        bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['exact_accuracy']:.3f}",
+                                        steps=f"{m['mean_steps']:.1f}")
+                        self._log(metrics_path, tb, m)
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                    self._periodic_eval(metrics_path, tb)
+                timed_out = cfg.time_budget and (time.monotonic() - start) > cfg.time_budget * 60
+                flag = torch.tensor([float(stop["flag"] or bool(timed_out))])
+                if self.world > 1:
+                    dist.all_reduce(flag)
+                if flag.item() > 0:
+                    bar.write(f"stopping at step {self.step}: {'time budget reached' if timed_out else 'SIGTERM'}")
+                    break
+                if (self.step % cfg.checkpoint_every == 0
+                        or time.monotonic() - last_ckpt_time > cfg.checkpoint_minutes * 60):
+                    self.save(self.elapsed_before + time.monotonic() - start)
+                    last_ckpt_time = time.monotonic()
+        finally:
+            bar.close()
+            if prev is not None:
+                signal.signal(signal.SIGTERM, prev)
+        self.save(self.elapsed_before + time.monotonic() - start)
+        result = None
+        if self.main:
+            result = self.final_eval(metrics_path, tb)
+        if tb is not None:
+            tb.close()
+        return result
+
+    def final_eval(self, metrics_path: Path, tb=None) -> dict:
+        model = self.eval_model()
+        m = evaluate(model, self.test_split, batch_size=self.cfg.eval_batch_size, dtype=self.dtype,
+                     progress=self.progress, desc="final eval")
+        result = {"step": self.step, "weights": "ema" if self.ema_model is not None else "raw", **m}
+        if self.ema_model is not None:  # short CPU runs: the raw weights can be ahead of a slow EMA
+            raw = evaluate(self.model, self.test_split, batch_size=self.cfg.eval_batch_size, dtype=self.dtype,
+                           progress=self.progress, desc="final eval (raw)")
+            result["raw"] = {k: raw[k] for k in ("exact_accuracy", "cell_accuracy", "exact_accuracy_at_halt")}
+        atomic_write_json(self.run_dir / "eval.json", result)
+        self._log(metrics_path, tb, {"step": self.step, "final_eval": {k: result[k] for k in
+                                                                     ("exact_accuracy", "cell_accuracy")}})
+        return result
+
+    def _periodic_eval(self, metrics_path: Path, tb) -> None:
+        if self.main:
+            m = evaluate(self.eval_model(), self.test_split, batch_size=self.cfg.eval_batch_size,
+                         dtype=self.dtype, limit=self.cfg.eval_limit)
+            tqdm.write(f"step {self.step}: test {summary_line(m)}")
+            self._log(metrics_path, tb, {"step": self.step, "eval": m})
+        if self.world > 1:
+            dist.barrier()
+
+    def _metrics(self, acc: torch.Tensor, lr: float, samples_per_s: float) -> dict:
+        loss, lm, qh, qc, slots, n_halt, n_exact, cell, nsteps, qacc = acc.tolist()
+        nh = max(n_halt, 1.0)
+        return {"step": self.step, "lr": lr, "loss": loss / slots, "lm_loss": lm / slots, "q_halt_loss": qh / slots,
+                "q_continue_loss": qc / slots, "halted": n_halt, "exact_accuracy": n_exact / nh,
+                "cell_accuracy": cell / nh, "mean_steps": nsteps / nh, "q_halt_accuracy": qacc / slots,
+                "samples_x_steps_per_s": samples_per_s}
+
+    def _log(self, path: Path, tb, record: dict) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    tb.add_scalar(f"train/{k}", v, record["step"])
+
+    def _trim_metrics(self, path: Path) -> None:
+        """On resume, drop records written after the checkpoint by the run that was killed."""
+        if not path.exists():
+            return
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+        atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
+
+    def _tensorboard(self):
+        if not (self.cfg.tensorboard and self.main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))

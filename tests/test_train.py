@@ -1,0 +1,135 @@
+import json
+
+import pytest
+import torch
+
+from trm.checkpoint import CheckpointError, load_model, resolve_checkpoint
+from trm.model import ModelConfig
+from trm.optim import SignSGDEmbedding, lr_at
+from trm.model.trm import PuzzleEmbedding
+from trm.train import ExampleStream, Trainer, TrainConfig
+
+MODEL = dict(d=32, heads=4, mixer="mlp", pos="none", n=2, T=2, N_sup=3, puzzle_emb_len=1, puzzle_emb_dim=32)
+
+
+def trainer(data, out, resume="", **kw):
+    cfg = dict(data=str(data), out=str(out), batch_size=16, steps=12, lr=1e-3, warmup_steps=3, optimizer="adamw",
+               weight_decay=0.1, loss="softmax", ema=0.9, eval_every=0, checkpoint_every=5, log_every=2,
+               dtype="fp32", puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1)
+    cfg.update(kw)
+    if resume:
+        return Trainer(ModelConfig(), TrainConfig(), resume=str(resume), overrides={"steps": cfg["steps"]},
+                       progress=False)
+    return Trainer(ModelConfig(**MODEL), TrainConfig(**cfg), progress=False)
+
+
+def state(t):
+    return {k: v.clone() for k, v in t.model.state_dict().items()}
+
+
+def test_carry_refill_resets_only_halted_slots(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run")
+    t.train_step()
+    s = t.slots
+    before_inputs, before_y = s.inputs.clone(), s.carry.y.clone()
+    s.halted[:] = False
+    s.halted[[1, 4]] = True
+    s.carry.y[:] = 7.0
+    t._refill()
+    assert torch.equal(s.carry.y[1, 0], t.model.y_init) and torch.equal(s.carry.z[4, 0], t.model.z_init)
+    keep = [i for i in range(16) if i not in (1, 4)]
+    assert torch.all(s.carry.y[keep] == 7.0) and torch.equal(s.inputs[keep], before_inputs[keep])
+    assert s.steps[1] == 0 and s.steps[4] == 0 and not s.halted.any()
+    assert not torch.equal(s.inputs[[1, 4]], before_inputs[[1, 4]])
+
+
+def test_slots_halt_at_N_sup(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", halt_explore_prob=0.0)
+    for _ in range(3):
+        t.train_step()
+    assert torch.all(t.slots.halted)  # q_halt starts at -5: nothing halts before N_sup = 3
+    assert torch.all(t.slots.steps == 3)
+
+
+def test_same_seed_same_result(sort_data, tmp_path):
+    a, b = trainer(sort_data, tmp_path / "a"), trainer(sort_data, tmp_path / "b")
+    for _ in range(6):
+        a.train_step(), b.train_step()
+    for k, v in state(a).items():
+        assert torch.equal(v, state(b)[k]), k
+
+
+def test_resume_is_equivalent_to_an_uninterrupted_run(sort_data, tmp_path):
+    full = trainer(sort_data, tmp_path / "full", steps=12)
+    full.fit()
+    part = trainer(sort_data, tmp_path / "part", steps=5)  # "killed" right after the step-5 checkpoint
+    part.fit()
+    resumed = trainer(sort_data, tmp_path / "part", resume=tmp_path / "part", steps=12)
+    assert resumed.step == 5
+    resumed.fit()
+    a, b = state(full), state(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ema_a = load_model(tmp_path / "full")[0].state_dict()
+    ema_b = load_model(tmp_path / "part")[0].state_dict()
+    for k in ema_a:
+        assert torch.equal(ema_a[k], ema_b[k]), k
+    steps = [json.loads(l)["step"] for l in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)
+
+
+def test_resume_refuses_a_model_change_and_a_broken_checkpoint(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", steps=2)
+    t.fit()
+    with pytest.raises(ValueError, match="cannot change"):
+        Trainer(ModelConfig(), TrainConfig(), resume=str(tmp_path / "run"), overrides={"lr": 1.0}, progress=False)
+    f = resolve_checkpoint(tmp_path / "run") / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_model(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("kw", [dict(loss="stablemax", optimizer="adam_atan2"), dict(q_continue_loss=True)])
+def test_training_variants_run_and_reduce_the_loss(sort_data, tmp_path, kw):
+    t = trainer(sort_data, tmp_path / "run", steps=40, lr=3e-3, **kw)
+    first = t.train_step()["stats"][0] / 16
+    for _ in range(38):
+        t.train_step()
+    last = t.train_step()["stats"][0] / 16
+    assert torch.isfinite(last) and last < first
+    if kw.get("q_continue_loss"):
+        assert t.train_step()["stats"][3] > 0  # the continue loss is really computed
+
+
+def test_sign_sgd_touches_only_rows_in_the_batch():
+    emb = PuzzleEmbedding(6, 4)
+    emb.weight.fill_(1.0)
+    emb.train()
+    rows = emb(torch.tensor([1, 3, 3]))
+    (rows * torch.tensor([1.0, -1.0, 2.0, 0.5])).sum().backward()
+    SignSGDEmbedding(emb, lr=0.1, weight_decay=0.5).step()
+    w = emb.weight
+    assert torch.all(w[[0, 2, 4, 5]] == 1.0)
+    # decay 1 - 0.1*0.5, then minus lr * sign(summed grad)
+    assert torch.allclose(w[1], torch.tensor([0.95 - 0.1, 0.95 + 0.1, 0.95 - 0.1, 0.95 - 0.1]))
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_at(0, base=1.0, warmup=10, total=110, min_ratio=0.1) == 0.0
+    assert lr_at(5, base=1.0, warmup=10, total=110, min_ratio=0.1) == 0.5
+    assert lr_at(10, base=1.0, warmup=10, total=110, min_ratio=0.1) == pytest.approx(1.0)
+    assert lr_at(110, base=1.0, warmup=10, total=110, min_ratio=0.1) == pytest.approx(0.1)
+    assert lr_at(60, base=1.0, warmup=10, total=110, min_ratio=1.0) == 1.0
+
+
+def test_example_stream_is_seeded_and_resumable():
+    a = ExampleStream(10, seed=3)
+    first = a.take(7)
+    st = a.state()
+    rest = a.take(9)
+    b = ExampleStream(10, seed=3)
+    b.load_state(st)
+    assert (b.take(9) == rest).all()
+    assert sorted(first.tolist() + rest[:3].tolist()) == list(range(10))

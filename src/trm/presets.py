@@ -45,9 +45,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            replace(_CPU_MODEL, d=64, vocab_size=6, seq_len=16, puzzle_emb_dim=64, N_sup=8),
            replace(_CPU_TRAIN, batch_size=64, steps=600, warmup_steps=50, ema=0.99, eval_every=200),
            {"path": "data/sudoku4", "size": 4, "generate": 1500, "test": 500, "seed": 0}),
-    Preset("sudoku6-cpu", "6x6 minimal Sudoku, d=128 TRM-MLP (0.3M params): >=95% exact in 30 min on 2 cores",
-           replace(_CPU_MODEL, vocab_size=8, seq_len=36),
-           replace(_CPU_TRAIN, steps=3000, ema=0.999, eval_every=500, eval_limit=500),
+    Preset("sudoku6-cpu", "6x6 minimal Sudoku, d=96 n=4 T=2 TRM-MLP (0.2M params): >=95% exact in 30 min on 2 cores",
+           replace(_CPU_MODEL, vocab_size=8, seq_len=36, d=96, puzzle_emb_dim=96, n=4, T=2),
+           # EMA 0.99, not the paper's 0.999: over 1400 steps a 0.999 average still holds a quarter of the
+           # random initial weights (measured: 0% exact with EMA 0.999 vs 99% raw after 1000 steps)
+           replace(_CPU_TRAIN, steps=1400, warmup_steps=100, ema=0.99, eval_every=250, eval_limit=500),
            {"path": "data/sudoku6", "size": 6, "generate": 2000, "test": 1000, "seed": 0}),
     Preset("sudoku9-cpu", "9x9 trained on the 17-clue list, d=128 TRM-MLP; needs hours on 2 cores",
            replace(_CPU_MODEL, vocab_size=11, seq_len=81),

@@ -1,0 +1,133 @@
+"""Time a training step and an evaluation step of the paper configs and the CPU presets on this machine.
+
+    python benchmarks/step_speed.py                       # all presets, each for ~10 s
+    python benchmarks/step_speed.py --presets sudoku6-cpu --dtype fp32 --seconds 20
+
+Prints samples x supervision-steps per second, the achieved model FLOP/s (analytic count, trm.model.flops)
+and, measured in the same run, this machine's square matmul rate in fp32 and bf16, so the fraction of the
+hardware each step reaches can be read off. A benchmark, not a test: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from trm.model import TRM
+from trm.model.flops import eval_step_flops, train_step_flops
+from trm.optim import build_optimizer
+from trm.presets import PRESETS, get_preset
+from trm.runtime import autocast, pick_device, resolve_dtype
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_rate(device, dtype, n=2048, seconds=3.0) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+        sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def timed(fn, device, seconds, warmup=2) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while reps < 2 or time.perf_counter() - t0 < seconds:
+        fn()
+        reps += 1
+    sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
+def bench_preset(name, device, dtype, batch, seconds, compile_):
+    p = get_preset(name)
+    cfg = p.model
+    model = TRM(cfg).to(device)
+    if compile_:
+        model.f = torch.compile(model.f)
+    B = batch or p.train.batch_size
+    opt = build_optimizer(model.parameters(), name=p.train.optimizer, lr=1e-4, weight_decay=0.1, betas=(0.9, 0.95))
+    inputs = torch.randint(1, cfg.vocab_size, (B, cfg.seq_len), device=device)
+    labels = torch.randint(1, cfg.vocab_size, (B, cfg.seq_len), device=device)
+    ids = torch.zeros(B, dtype=torch.long, device=device)
+    carry = model.initial_carry(B, device)
+
+    def train_step():
+        model.train()
+        with autocast(device, dtype):
+            _, out = model(carry, inputs, ids)
+        loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), labels.flatten())
+        (loss + out.q_halt.sum()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def eval_step():
+        model.eval()
+        with autocast(device, dtype):
+            model(carry, inputs, ids)
+
+    t_train = timed(train_step, device, seconds)
+    t_eval = timed(eval_step, device, seconds)
+    return {"preset": name, "batch": B, "dtype": dtype,
+            "train_step_s": t_train, "train_samples_x_steps_per_s": B / t_train,
+            "train_gflops": train_step_flops(cfg, B) / t_train / 1e9,
+            "eval_step_s": t_eval, "eval_samples_x_steps_per_s": B / t_eval,
+            "eval_gflops": eval_step_flops(cfg, B) / t_eval / 1e9}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="*", default=list(PRESETS))
+    ap.add_argument("--batch", type=int, default=0, help="batch size (default: each preset's; paper: 768)")
+    ap.add_argument("--cpu-paper-batch", type=int, default=64,
+                    help="batch for the paper presets on CPU (768 takes minutes a step there)")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seconds", type=float, default=10.0, help="time spent on each measurement")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--json", default="", help="also write the results to this JSON file")
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    print(f"device {device}, dtype {dtype}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    rates = {"fp32": matmul_rate(device, torch.float32)}
+    if device.type == "cuda" or dtype == "bf16":
+        rates["bf16"] = matmul_rate(device, torch.bfloat16)
+    else:  # slow without hardware bf16: a smaller, shorter probe says so without wasting minutes
+        rates["bf16"] = matmul_rate(device, torch.bfloat16, n=256, seconds=1.0)
+    for k, v in rates.items():
+        print(f"matmul {k}: {v / 1e9:.1f} GFLOP/s (square, measured now)")
+    ref = rates[dtype]
+    rows = []
+    print(f"{'preset':20s} {'batch':>5s} {'train s/step':>12s} {'train smp*st/s':>14s} {'GFLOP/s':>8s} {'%mm':>5s} "
+          f"{'eval s/step':>11s} {'eval smp*st/s':>13s} {'GFLOP/s':>8s}")
+    for name in args.presets:
+        batch = args.batch or (args.cpu_paper_batch if device.type == "cpu" and "extreme" in name else 0)
+        r = bench_preset(name, device, dtype, batch, args.seconds, args.compile)
+        rows.append(r)
+        print(f"{name:20s} {r['batch']:5d} {r['train_step_s']:12.3f} {r['train_samples_x_steps_per_s']:14.1f} "
+              f"{r['train_gflops']:8.1f} {100 * r['train_gflops'] * 1e9 / ref:5.1f} {r['eval_step_s']:11.3f} "
+              f"{r['eval_samples_x_steps_per_s']:13.1f} {r['eval_gflops']:8.1f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "dtype": dtype, "matmul_gflops": {k: v / 1e9 for k, v in rates.items()},
+                       "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""Sudoku (4x4, 6x6, 9x9): parsing, a fast exact solver that rates puzzles, a generator of minimal puzzles,
+validity-preserving augmentation, and the dataset builder (REFERENCE.md section 3).
+
+Grids are flat int arrays of size*size, 0 = blank. Tokens: PAD 0, blank 1, digit d -> d+1 (vocab size+2).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from functools import lru_cache
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .format import write_dataset
+
+BOX = {4: (2, 2), 6: (2, 3), 9: (3, 3)}  # box rows x box cols
+
+
+# --- geometry -------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _geometry(size: int):
+    br, bc = BOX[size]
+    cells = range(size * size)
+    rows = [[r * size + c for c in range(size)] for r in range(size)]
+    cols = [[r * size + c for r in range(size)] for c in range(size)]
+    boxes = [[(R + r) * size + C + c for r in range(br) for c in range(bc)]
+             for R in range(0, size, br) for C in range(0, size, bc)]
+    units = rows + cols + boxes
+    peers = [tuple(sorted({p for u in units if i in u for p in u} - {i})) for i in cells]
+    return units, peers, (1 << size) - 1
+
+
+def _check_size(size: int) -> None:
+    if size not in BOX:
+        raise ValueError(f"unsupported Sudoku size {size} (choose 4, 6 or 9)")
+
+
+# --- parsing and checking -------------------------------------------------------------------------------
+_SEPARATORS = set(" \t\r\n|+-")
+
+
+def parse_puzzle(text: str, size: int | None = None) -> np.ndarray:
+    """81 (36, 16) characters with '.' or '0' for blanks, or a grid over several lines with separators."""
+    digits, positions = [], []
+    for i, ch in enumerate(text):
+        if ch in _SEPARATORS:
+            continue
+        if ch == "." or ch == "0":
+            digits.append(0)
+        elif ch.isdigit():
+            digits.append(int(ch))
+        else:
+            raise ValueError(f"stray character {ch!r} at position {i + 1}")
+        positions.append(i)
+    n = len(digits)
+    if size is None:
+        size = {16: 4, 36: 6, 81: 9}.get(n)
+        if size is None:
+            raise ValueError(f"found {n} cells, expected 81 (9x9), 36 (6x6) or 16 (4x4)")
+    _check_size(size)
+    if n != size * size:
+        raise ValueError(f"found {n} cells, expected {size * size} for a {size}x{size} Sudoku")
+    grid = np.array(digits, dtype=np.int8)
+    if grid.max(initial=0) > size:
+        bad = int(np.argmax(grid > size))
+        raise ValueError(f"digit {grid[bad]} at cell {bad + 1} is out of range for a {size}x{size} Sudoku")
+    problem = conflicts(grid, size)
+    if problem:
+        raise ValueError(f"contradictory givens: {problem}")
+    return grid
+
+
+def conflicts(grid, size: int) -> str | None:
+    """The first rule broken by the filled cells of a grid, described in words, or None."""
+    units, _, _ = _geometry(size)
+    names = ["row"] * size + ["column"] * size + ["box"] * size
+    g = np.asarray(grid).reshape(-1)
+    for k, unit in enumerate(units):
+        vals = [int(g[c]) for c in unit if g[c]]
+        seen = set()
+        for v in vals:
+            if v in seen:
+                return f"two {v}s in {names[k]} {k % size + 1}"
+            seen.add(v)
+    return None
+
+
+def is_solution(grid, size: int) -> bool:
+    g = np.asarray(grid).reshape(-1)
+    return len(g) == size * size and bool(np.all((g >= 1) & (g <= size))) and conflicts(g, size) is None
+
+
+def keeps_givens(puzzle, solution) -> bool:
+    p, s = np.asarray(puzzle).reshape(-1), np.asarray(solution).reshape(-1)
+    return bool(np.all((p == 0) | (p == s)))
+
+
+def encode(grid) -> np.ndarray:
+    """Digits (0 blank) -> tokens (blank 1, digit d -> d+1)."""
+    return (np.asarray(grid).reshape(-1).astype(np.int16) + 1).astype(np.uint8)
+
+
+def decode(tokens) -> np.ndarray:
+    """Tokens -> digits; PAD and blank become 0."""
+    t = np.asarray(tokens).reshape(-1).astype(np.int16)
+    return np.clip(t - 1, 0, None).astype(np.int8)
+
+
+def format_grid(grid, size: int) -> str:
+    br, bc = BOX[size]
+    g = np.asarray(grid).reshape(size, size)
+    lines = []
+    for r in range(size):
+        if r and r % br == 0:
+            lines.append("+".join(["-" * (2 * bc + 1)] * (size // bc)))
+        cells = [str(int(v)) if v else "." for v in g[r]]
+        lines.append("|".join(" " + " ".join(cells[c:c + bc]) + " " for c in range(0, size, bc)))
+    return "\n".join(lines)
+
+
+# --- the solver -----------------------------------------------------------------------------------------
+def _propagate(cand: list, queue: list, units, peers, full: int) -> bool:
+    """Constraint propagation on bitmask candidates: naked singles, then hidden singles, to a fixed point."""
+    while True:
+        while queue:
+            c = queue.pop()
+            m = cand[c]
+            for p in peers[c]:
+                pm = cand[p]
+                if pm & m:
+                    pm &= ~m
+                    if not pm:
+                        return False
+                    cand[p] = pm
+                    if not pm & (pm - 1):
+                        queue.append(p)
+        for unit in units:  # hidden singles: a digit with one place left in a unit
+            once = twice = 0
+            for c in unit:
+                m = cand[c]
+                twice |= once & m
+                once |= m
+            if once != full:
+                return False
+            hidden = once & ~twice
+            while hidden:
+                bit = hidden & -hidden
+                hidden ^= bit
+                for c in unit:
+                    if cand[c] & bit:
+                        if cand[c] != bit:
+                            cand[c] = bit
+                            queue.append(c)
+                        break
+        if not queue:
+            return True
+
+
+def _search(cand, units, peers, full, limit, out, counter, rng):
+    best, best_n = -1, 99
+    for i, m in enumerate(cand):
+        if m & (m - 1):
+            k = m.bit_count()
+            if k < best_n:
+                best, best_n = i, k
+                if k == 2:
+                    break
+    if best < 0:
+        out.append(cand)
+        return
+    m, bits = cand[best], []
+    while m:
+        b = m & -m
+        m ^= b
+        bits.append(b)
+    if rng is not None:
+        rng.shuffle(bits)
+    for b in bits:
+        counter[0] += 1  # a guess: a value tried at a branching point
+        nxt = cand[:]
+        nxt[best] = b
+        if _propagate(nxt, [best], units, peers, full):
+            _search(nxt, units, peers, full, limit, out, counter, rng)
+        if len(out) >= limit:
+            return
+
+
+def solve(puzzle, size: int = 9, limit: int = 1, rng: np.random.Generator | None = None):
+    """Exact solver: returns (solutions, guesses). limit=2 tells unique from multiple solutions.
+
+    `guesses` (values tried at branching points) is the puzzle's rating: 0 means propagation alone solves it.
+    """
+    _check_size(size)
+    units, peers, full = _geometry(size)
+    g = np.asarray(puzzle).reshape(-1)
+    cand = [full] * (size * size)
+    queue = []
+    for i, v in enumerate(g.tolist()):
+        if v:
+            if not cand[i] & (1 << (v - 1)):
+                return [], 0
+            cand[i] = 1 << (v - 1)
+            queue.append(i)
+    # a given clashing with a peer given leaves that peer empty during propagation
+    if conflicts(g, size):
+        return [], 0
+    out, counter = [], [0]
+    if _propagate(cand, queue, units, peers, full):
+        _search(cand, units, peers, full, limit, out, counter, rng)
+    sols = [np.array([m.bit_length() for m in c], dtype=np.int8) for c in out]
+    return sols, counter[0]
+
+
+def count_solutions(puzzle, size: int = 9, limit: int = 2) -> int:
+    return len(solve(puzzle, size, limit=limit)[0])
+
+
+# --- generator ------------------------------------------------------------------------------------------
+def generate_minimal(size: int, rng: np.random.Generator):
+    """A random full grid, then givens removed in random order while the solution stays unique, until no
+    given can be removed: a minimal puzzle. Returns (puzzle, solution)."""
+    _check_size(size)
+    sols, _ = solve(np.zeros(size * size, dtype=np.int8), size, rng=rng)
+    solution = sols[0]
+    puzzle = solution.copy()
+    for cell in rng.permutation(size * size):
+        keep = puzzle[cell]
+        puzzle[cell] = 0
+        if count_solutions(puzzle, size) != 1:
+            puzzle[cell] = keep
+    return puzzle, solution
+
+
+# --- augmentation ---------------------------------------------------------------------------------------
+def _line_maps(B: int, size: int, group: int, rng) -> np.ndarray:
+    """Per row of the batch, a permutation of `size` lines: the groups (bands or stacks) are shuffled and so
+    are the lines inside each group, the moves that keep every Sudoku valid."""
+    n_groups = size // group
+    order = np.argsort(rng.random((B, n_groups)), axis=1)
+    inner = np.argsort(rng.random((B, n_groups, group)), axis=2)
+    return (order[:, :, None] * group + inner).reshape(B, size)
+
+
+def augment(inputs: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator):
+    """The same random validity-preserving transform on inputs and labels of each row, a new one per row:
+    digit permutation, band/row and stack/column shuffles, and a transpose when boxes are square.
+    (6x6 has 2x3 boxes: a transpose would turn them into 3x2 and break the rules, so it is never used.)"""
+    inputs, labels = np.asarray(inputs), np.asarray(labels)
+    B = len(inputs)
+    br, bc = BOX[size]
+    rows, cols = _line_maps(B, size, br, rng), _line_maps(B, size, bc, rng)
+    idx = rows[:, :, None] * size + cols[:, None, :]                        # (B, size, size)
+    if br == bc:
+        flip = rng.random(B) < 0.5
+        idx[flip] = idx[flip].transpose(0, 2, 1)
+    idx = idx.reshape(B, -1)
+    lut = np.tile(np.arange(size + 2, dtype=inputs.dtype), (B, 1))       # PAD and blank stay
+    lut[:, 2:] = (np.argsort(rng.random((B, size)), axis=1) + 2).astype(inputs.dtype)
+    aug = lambda t: np.take_along_axis(lut, np.take_along_axis(t, idx, 1).astype(np.int64), 1)  # noqa: E731
+    return aug(inputs), aug(labels)
+
+
+# --- reading sources ------------------------------------------------------------------------------------
+def read_puzzle_list(path) -> list[str]:
+    """One 81-character puzzle a line; '#' comments and blank lines skipped."""
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            p = line.split()[0]
+            if len(p) not in (16, 36, 81):
+                raise ValueError(f"{path}:{n}: expected a puzzle of 81 characters, got {len(p)}")
+            out.append(p)
+    return out
+
+
+def read_csv(path):
+    """Sudoku-Extreme CSV `source,question,answer,rating`: (questions, answers, ratings, sources)."""
+    qs, ans, ratings, sources = [], [], [], []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
+            raise ValueError(f"{path}: expected the header source,question,answer,rating")
+        for n, row in enumerate(reader, 2):
+            if len(row) < 4:
+                raise ValueError(f"{path}:{n}: expected 4 fields")
+            try:
+                q, a = parse_puzzle(row[1]), parse_puzzle(row[2])
+            except ValueError as e:
+                raise ValueError(f"{path}:{n}: {e}") from None
+            qs.append(q), ans.append(a), ratings.append(int(float(row[3]))), sources.append(row[0])
+    return np.array(qs, dtype=np.int8), np.array(ans, dtype=np.int8), np.array(ratings, dtype=np.int32), sources
+
+
+def sudoku_pools(data_root) -> dict[str, list[Path]]:
+    """The named groups of puzzle lists in the shared data (see shared/data/README.md)."""
+    root = Path(data_root)
+    return {"17clue": [root / "puzzles2_17_clue"],
+            "hard": [root / "puzzles3_magictour_top1465", root / "puzzles5_forum_hardest_1905_11+",
+                     root / "puzzles6_forum_hardest_1106"]}
+
+
+# --- building a dataset ---------------------------------------------------------------------------------
+def _solve_one(args):
+    text, size = args
+    try:
+        puzzle = parse_puzzle(text, size)
+    except ValueError:
+        return None, None, -1
+    sols, guesses = solve(puzzle, size, limit=2)
+    if len(sols) != 1:
+        return None, None, -len(sols) - 2  # -2: no solution, -4: several
+    return puzzle, sols[0], guesses
+
+
+def _generate_one(args):
+    size, seed = args
+    rng = np.random.default_rng(seed)
+    puzzle, solution = generate_minimal(size, rng)
+    return puzzle, solution, solve(puzzle, size)[1]
+
+
+def _map(fn, items, workers, progress, desc):
+    workers = workers or os.cpu_count() or 1
+    bar = dict(total=len(items), desc=desc, disable=not progress, unit="puzzle", leave=False)
+    if workers <= 1 or len(items) < 200:
+        return [fn(x) for x in tqdm(items, **bar)]
+    with Pool(workers) as pool:
+        return list(tqdm(pool.imap(fn, items, chunksize=64), **bar))
+
+
+def build_sudoku(out_dir, *, size=9, lists=(), csvs=(), generate=0, train=None, test=None, test_fraction=0.1,
+                 seed=0, workers=None, overwrite=False, progress=True) -> Path:
+    """Collect puzzles (lists are solved and rated here, CSVs carry answers and ratings, the generator makes
+    minimal puzzles), deduplicate, split with a seed (a puzzle lives on one side only) and write the dataset.
+    Augmentation happens at training time (meta "augment"), the test split stays as it is."""
+    _check_size(size)
+    questions, answers, ratings, origin, sources = [], [], [], [], []
+    seen, rejected, duplicates = set(), 0, 0
+
+    def add(q, a, r, src):
+        nonlocal duplicates
+        key = q.tobytes()
+        if key in seen:
+            duplicates += 1
+            return
+        seen.add(key)
+        questions.append(q), answers.append(a), ratings.append(r), origin.append(src)
+
+    for k, path in enumerate(lists):
+        texts = read_puzzle_list(path)
+        results = _map(_solve_one, [(t, size) for t in texts], workers, progress, f"solving {Path(path).name}")
+        bad = sum(r[2] < 0 for r in results)
+        rejected += bad
+        for q, a, r in results:
+            if r >= 0:
+                add(q, a, r, len(sources))
+        sources.append({"file": str(path), "puzzles": len(texts), "rejected": bad})
+    for path in csvs:
+        q, a, r, _ = read_csv(path)
+        if q.shape[1] != size * size:
+            raise ValueError(f"{path} holds {int(np.sqrt(q.shape[1]))}x{int(np.sqrt(q.shape[1]))} puzzles, not {size}x{size}")
+        for i in range(len(q)):
+            add(q[i], a[i], int(r[i]), len(sources))
+        sources.append({"file": str(path), "puzzles": len(q)})
+    if generate:
+        seeds = np.random.default_rng([seed, 1]).integers(0, 2**63 - 1, generate)
+        results = _map(_generate_one, [(size, int(s)) for s in seeds], workers, progress, f"generating {size}x{size}")
+        for q, a, r in results:
+            add(q, a, r, len(sources))
+        sources.append({"generated": generate, "size": size, "minimal": True})
+    n = len(questions)
+    if n < 2:
+        raise ValueError(f"only {n} usable puzzles: need at least 2 to split into train and test")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = test if test is not None else max(1, int(round(test_fraction * n)))
+    if not 0 < n_test < n:
+        raise ValueError(f"--test {n_test} must leave puzzles for training (have {n})")
+    test_idx, train_idx = order[:n_test], order[n_test:]
+    if train is not None:
+        if train > len(train_idx):
+            raise ValueError(f"--train {train} is more than the {len(train_idx)} puzzles left after the test split")
+        train_idx = np.random.default_rng([seed, 2]).choice(train_idx, size=train, replace=False)
+    Q, A = np.stack(questions), np.stack(answers)
+    R, O = np.array(ratings, dtype=np.int32), np.array(origin, dtype=np.int16)
+
+    def split(idx):
+        return {"inputs": encode(Q[idx]).reshape(len(idx), -1), "labels": encode(A[idx]).reshape(len(idx), -1),
+                "puzzle_ids": np.zeros(len(idx), dtype=np.int32), "ratings": R[idx], "source": O[idx]}
+
+    meta = {"task": "sudoku", "size": size, "box": list(BOX[size]), "seq_len": size * size, "vocab_size": size + 2,
+            "num_puzzle_ids": 1, "augment": "sudoku", "sources": sources, "seed": seed, "rejected": rejected,
+            "duplicates": duplicates}
+    if progress and (rejected or duplicates):
+        print(f"skipped {rejected} puzzles without a unique solution and {duplicates} duplicates")
+    return write_dataset(out_dir, meta, {"train": split(train_idx), "test": split(test_idx)}, overwrite=overwrite)

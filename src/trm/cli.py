@@ -191,6 +191,9 @@ def cmd_eval(args) -> None:
     else:
         print(summary_line(m))
         print("exact accuracy by supervision step: " + " ".join(f"{a:.3f}" for a in m["exact_accuracy_by_step"]))
+        if m["exact_accuracy_by_rating"]:
+            print("exact accuracy by rating (solver guesses): " + ", ".join(
+                f"{k}: {v['exact_accuracy']:.3f} (n={v['n']})" for k, v in m["exact_accuracy_by_rating"].items()))
 
 
 def _read_puzzle_arg(text: str) -> str:
@@ -321,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # `torchrun ... -m trm.cli -- train ...` keeps torchrun off trm's options
+        argv = argv[1:]
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -12,6 +12,9 @@ from .model import TRM
 from .runtime import autocast
 
 
+RATING_BUCKETS = ((0, 0), (1, 2), (3, 10), (11, 100), (101, 10**9))
+
+
 def _batch(split: Split, s: int, e: int, device):
     take = lambda a: torch.from_numpy(np.asarray(a[s:e]).astype(np.int64)).to(device)  # noqa: E731
     return take(split.inputs), take(split.labels), take(split.puzzle_ids)
@@ -50,7 +53,7 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
     exact_by_step = np.zeros(D, dtype=np.int64)
     cells_by_step = np.zeros(D, dtype=np.int64)
     total_cells = 0
-    halt_steps, halted_any, correct_at_halt, q_final_ok = [], [], [], []
+    halt_steps, halted_any, correct_at_halt, q_final_ok, final_exact = [], [], [], [], []
     bar = tqdm(total=n, desc=desc, disable=not progress, leave=False, unit="puzzle")
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
@@ -75,12 +78,21 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
         at_halt = torch.where(halted, at_halt, exact)  # never halted: the answer after D steps
         halt_steps.append(halt_step.cpu()); halted_any.append(halted.cpu())
         correct_at_halt.append(at_halt.cpu()); q_final_ok.append(((out.q_halt > 0) == exact).cpu())
+        final_exact.append(exact.cpu())
         bar.update(B)
     bar.close()
     model.train(was_training)
     halt_steps, halted_any = torch.cat(halt_steps).float(), torch.cat(halted_any)
     correct_at_halt, q_final_ok = torch.cat(correct_at_halt), torch.cat(q_final_ok)
     n_halted = int(halted_any.sum())
+    by_rating = {}
+    if "ratings" in split.extras:  # Sudoku: accuracy against the solver's guess count (difficulty)
+        ratings, ok = np.asarray(split.extras["ratings"][:n]), torch.cat(final_exact).numpy()
+        for lo, hi in RATING_BUCKETS:
+            sel = (ratings >= lo) & (ratings <= hi)
+            if sel.any():
+                by_rating[f"{lo}-{hi}" if hi < 10**9 else f">={lo}"] = {"n": int(sel.sum()),
+                                                                     "exact_accuracy": float(ok[sel].mean())}
     return {
         "n": n,
         "D": D,
@@ -93,6 +105,7 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
         "halt_rate": n_halted / n,
         "halting_precision": float(correct_at_halt[halted_any].float().mean()) if n_halted else None,
         "q_halt_accuracy": float(q_final_ok.float().mean()),
+        "exact_accuracy_by_rating": by_rating,
     }
 
 

@@ -59,7 +59,8 @@ class TrainConfig:
     checkpoint_every: int = 1000    # steps between checkpoints (also every checkpoint_minutes)
     checkpoint_minutes: float = 10.0
     log_every: int = 10
-    time_budget: float = 0.0        # minutes of training in this invocation, then a clean stop (0 = none)
+    time_budget: float = 0.0        # minutes of training in this invocation, then a clean stop (0 = none);
+                                    # the lr schedule is fitted to the steps that the budget allows
     seed: int = 0
     dtype: str = "auto"             # bf16 autocast (fp32 master weights), fp32, or auto: bf16 where fast
     compile: bool = False           # torch.compile the network
@@ -175,10 +176,13 @@ class Trainer:
         self.stream = ExampleStream(len(self.train_split), cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # halting exploration, same on all processes
         self.step = 0
+        self.horizon = cfg.steps  # last step of the lr schedule: cfg.steps, or fewer under a time budget
         self.elapsed_before = 0.0
         self.slots = self._empty_slots()
         if resume_state is not None:
             self._load_state(resume_state)
+            if "steps" in (overrides or {}):  # a new length re-plans the schedule
+                self.horizon = cfg.steps
 
     # --- the ACT carry ------------------------------------------------------------------------------------
     def _empty_slots(self) -> Slots:
@@ -186,6 +190,14 @@ class Trainer:
         zeros = lambda *s, dtype=torch.long: torch.zeros(*s, dtype=dtype, device=self.device)  # noqa: E731
         return Slots(carry=self.model.initial_carry(B, self.device), inputs=zeros(B, L), labels=zeros(B, L),
                      puzzle_ids=zeros(B), steps=zeros(B), halted=torch.ones(B, dtype=torch.bool, device=self.device))
+
+    def _all_reduce(self, t: torch.Tensor, op=None) -> torch.Tensor:
+        """All-reduce a small CPU tensor (on the device: NCCL cannot reduce CPU tensors); returns it on CPU."""
+        if self.world == 1:
+            return t
+        d = t.to(self.device)
+        dist.all_reduce(d, op=op if op is not None else dist.ReduceOp.SUM)
+        return d.cpu()
 
     def _gather(self, t: torch.Tensor) -> torch.Tensor:
         if self.world == 1:
@@ -221,7 +233,7 @@ class Trainer:
     def train_step(self) -> dict:
         cfg, mcfg, s = self.cfg, self.model_cfg, self.slots
         self._refill()
-        lr = lr_at(self.step, base=cfg.lr, warmup=cfg.warmup_steps, total=cfg.steps, min_ratio=cfg.lr_min_ratio)
+        lr = lr_at(self.step, base=cfg.lr, warmup=cfg.warmup_steps, total=self.horizon, min_ratio=cfg.lr_min_ratio)
         for g in self.opt.param_groups:
             g["lr"] = lr
         if self.emb_opt is not None:
@@ -301,7 +313,7 @@ class Trainer:
         return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "ema": self.ema_model.state_dict() if self.ema_model is not None else {},
                 "stream": self.stream.state(), "gen": self.gen.get_state(), "slots": slots,
-                "elapsed": elapsed, "world_size": self.world}
+                "elapsed": elapsed, "world_size": self.world, "horizon": self.horizon}
 
     def _load_state(self, st: dict) -> None:
         self.model.load_state_dict(st["model"])
@@ -311,6 +323,7 @@ class Trainer:
         self.stream.load_state(st["stream"])
         self.gen.set_state(st["gen"])
         self.step, self.elapsed_before = int(st["step"]), float(st["elapsed"])
+        self.horizon = min(int(st.get("horizon", self.cfg.steps)), self.cfg.steps)
         sl = st["slots"]
         if len(sl["steps"]) != self.cfg.batch_size:
             raise ckpt_io.CheckpointError(f"checkpoint has {len(sl['steps'])} slots, batch_size is {self.cfg.batch_size}")
@@ -340,33 +353,36 @@ class Trainer:
         # SIGTERM (a scheduler's kill) stops like the time budget: checkpoint, then exit
         stop = {"flag": False}
         prev = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True)) if self.main else None
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.main and self.progress),
+        bar = tqdm(total=self.horizon, initial=self.step, disable=not (self.main and self.progress),
                    dynamic_ncols=True, unit="step")
         acc = torch.zeros(10, dtype=torch.float64)
         last_ckpt_time, last_log = time.monotonic(), time.monotonic()
         samples_since = 0
+        fit_at = self.step + 20 if cfg.time_budget else -1  # measure 10 steps after 10 of warm-up
         try:
-            while self.step < cfg.steps:
+            while self.step < self.horizon:
+                if self.step == fit_at - 10:
+                    t_fit = time.monotonic()
+                if self.step == fit_at:
+                    self._fit_horizon(bar, start, (time.monotonic() - t_fit) / 10)
                 r = self.train_step()
                 acc += r["stats"]
                 samples_since += cfg.batch_size
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    if self.world > 1:
-                        dist.all_reduce(acc)
+                if self.step % cfg.log_every == 0 or self.step == self.horizon:
+                    acc = self._all_reduce(acc)
                     now = time.monotonic()
                     m = self._metrics(acc, r["lr"], samples_since / max(1e-9, now - last_log))
+                    m["elapsed_s"] = round(self.elapsed_before + now - start, 1)
                     acc.zero_(); samples_since, last_log = 0, now
                     if self.main:
                         bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['exact_accuracy']:.3f}",
                                         steps=f"{m['mean_steps']:.1f}")
                         self._log(metrics_path, tb, m)
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.horizon:
                     self._periodic_eval(metrics_path, tb)
                 timed_out = cfg.time_budget and (time.monotonic() - start) > cfg.time_budget * 60
-                flag = torch.tensor([float(stop["flag"] or bool(timed_out))])
-                if self.world > 1:
-                    dist.all_reduce(flag)
+                flag = self._all_reduce(torch.tensor([float(stop["flag"] or bool(timed_out))]))
                 if flag.item() > 0:
                     bar.write(f"stopping at step {self.step}: {'time budget reached' if timed_out else 'SIGTERM'}")
                     break
@@ -385,6 +401,24 @@ class Trainer:
         if tb is not None:
             tb.close()
         return result
+
+    def _fit_horizon(self, bar, start: float, s_per_step: float) -> None:
+        """Under a time budget, end the lr schedule (warm-up, cosine) at the step the budget reaches, so a
+        short run anneals instead of stopping at a high learning rate. Periodic evals are charged as well."""
+        left = self.cfg.time_budget * 60 - (time.monotonic() - start)
+        n_evals = (self.cfg.steps - self.step) // self.cfg.eval_every if self.cfg.eval_every else 0
+        eval_s = s_per_step / 3 * self.model_cfg.N_sup * min(len(self.test_split), self.cfg.eval_limit or 10**9) \
+            / self.cfg.batch_size  # forward only: about a third of a training step per sample and step
+        fits = self.step + int(0.95 * left / (s_per_step + eval_s * n_evals / max(1, self.cfg.steps - self.step)))
+        if self.world > 1:  # every process must end at the same step: the slowest one's estimate
+            fits = int(self._all_reduce(torch.tensor([float(fits)]), op=dist.ReduceOp.MIN)[0])
+        if fits < self.horizon:
+            self.horizon = max(self.step + 1, fits)
+            bar.total = self.horizon
+            bar.refresh()
+            if self.main:
+                tqdm.write(f"time budget {self.cfg.time_budget:g} min at {s_per_step:.2f} s/step: the lr schedule "
+                           f"now ends at step {self.horizon} (of {self.cfg.steps})")
 
     def final_eval(self, metrics_path: Path, tb=None) -> dict:
         model = self.eval_model()

@@ -20,6 +20,10 @@ def augmenter(meta: dict) -> Augment | None:
         from . import sudoku
         size = int(meta["size"])
         return lambda inputs, labels, rng: sudoku.augment(inputs, labels, size, rng)
+    if kind == "dihedral":  # square grids: mazes
+        from .dihedral import augment_square
+        side = int(round(int(meta["seq_len"]) ** 0.5))
+        return lambda inputs, labels, rng: augment_square(inputs, labels, side, rng)
     raise DatasetError(f"unknown augmentation '{kind}' in meta.json")
 
 

@@ -1,0 +1,129 @@
+"""The `trm` command: outputs other tools rely on, and one-line refusals of bad input (never a traceback)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from trm.cli import main
+from trm.data.sudoku import build_sudoku
+
+PUZZLE = "4.....8.5.3..........7......2.....6.....8.4......1.......6.3.7.5..2.....1.4......"
+TINY = ["--d", "16", "--heads", "2", "--n", "1", "--T", "1", "--N_sup", "2", "--puzzle_emb_dim", "16",
+        "--batch_size", "8", "--eval_every", "0", "--dtype", "fp32", "--quiet"]
+
+
+def trm(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def run9(tmp_path_factory):
+    """A 9x9 checkpoint (2 steps of a tiny model: the CLI is under test here, not learning)."""
+    d = tmp_path_factory.mktemp("cli")
+    data = build_sudoku(d / "data", size=9, generate=12, test=4, workers=1, progress=False)
+    assert main(["train", "--preset", "sudoku9-cpu", "--data", str(data), "--out", str(d / "run"), "--steps", "2",
+                 *TINY]) == 0
+    return d / "run", data
+
+
+@pytest.mark.parametrize("preset, want", [("sudoku-extreme-mlp", "5028866"), ("sudoku-extreme-att", "6828034")])
+def test_params_last_line(capsys, preset, want):
+    code, out, _ = trm(capsys, "params", "--preset", preset)
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[-1] == want
+    assert any("puzzle-embedding table" in ln for ln in lines)
+
+
+def test_presets_lists_the_named_runs(capsys):
+    _, out, _ = trm(capsys, "presets")
+    for name in ("sudoku-extreme-mlp", "sudoku-extreme-att", "sudoku6-cpu", "sudoku9-cpu"):
+        assert name in out
+
+
+def test_run_records(run9):
+    run, _ = run9
+    cfg = json.loads((run / "config.json").read_text())
+    assert {"model", "train", "git_commit", "environment", "command"} <= set(cfg)
+    assert cfg["environment"]["torch"] and cfg["environment"]["device"] == "cpu"
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["final_eval"]["exact_accuracy"] >= 0
+    for f in ("model.safetensors", "config.json", "train_state.pt"):
+        assert (run / "checkpoint" / f).is_file()
+
+
+def test_eval_json(capsys, run9):
+    run, data = run9
+    code, out, _ = trm(capsys, "eval", "--checkpoint", run, "--data", data, "--json", "--D", "5")
+    m = json.loads(out)
+    assert code == 0 and {"exact_accuracy", "cell_accuracy", "mean_halt_steps", "halting_precision"} <= set(m)
+    assert len(m["exact_accuracy_by_step"]) == 5  # D beyond the training N_sup = 2
+    assert sum(v["n"] for v in m["exact_accuracy_by_rating"].values()) == m["n"] == 4  # Sudoku ratings
+
+
+@pytest.mark.parametrize("form", ["flat", "zeros", "grid", "file"])
+def test_solve_json(capsys, run9, tmp_path, form):
+    run, _ = run9
+    text = {"flat": PUZZLE, "zeros": PUZZLE.replace(".", "0"), "file": PUZZLE,
+            "grid": "\n".join(PUZZLE[r * 9:r * 9 + 9] for r in range(9))}[form]
+    arg = text
+    if form == "file":
+        arg = tmp_path / "p.txt"
+        arg.write_text(text + "\n")
+    code, out, _ = trm(capsys, "solve", "--checkpoint", run, "--json", arg)
+    d = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and len(d["solution"]) == 81 and isinstance(d["valid"], bool)
+    assert {"steps", "confidence", "obeys_rules", "keeps_givens"} <= set(d)
+
+
+@pytest.mark.parametrize("puzzle, words", [
+    (PUZZLE[:80], "80 cells"),
+    (PUZZLE[:10] + "?" + PUZZLE[11:], "stray character"),
+    ("44" + PUZZLE[2:], "two 4s in row 1"),
+])
+def test_solve_refuses_bad_puzzles(capsys, run9, puzzle, words):
+    code, out, err = trm(capsys, "solve", "--checkpoint", run9[0], puzzle)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_refuses_missing_truncated_and_mismatched_checkpoints(capsys, run9, tmp_path):
+    code, _, err = trm(capsys, "solve", "--checkpoint", tmp_path / "nothing", PUZZLE)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    broken = tmp_path / "broken"
+    subprocess.run(["cp", "-r", str(run9[0]), str(broken)], check=True)
+    w = broken / "checkpoint" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
+    code, _, err = trm(capsys, "solve", "--checkpoint", broken, PUZZLE)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    four = build_sudoku(tmp_path / "four", size=4, generate=10, test=3, workers=1, progress=False)
+    code, _, err = trm(capsys, "eval", "--checkpoint", run9[0], "--data", four)
+    assert code == 2 and "does not fit the model" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--preset", "nope"], "unknown preset"),
+    (["train", "--preset", "sudoku6-cpu", "--data", "/no/such/data"], "no dataset"),
+    (["data", "sudoku", "--out", "x"], "no source"),
+    (["data", "sudoku", "--out", "x", "--list", "/no/such/list"], "no such file"),
+    (["eval", "--checkpoint", "/no/run", "--data", "/no/data"], "error"),
+])
+def test_one_line_errors(capsys, argv, words):
+    code, _, err = trm(capsys, *argv)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_refuses_an_existing_run_and_resumes_it(capsys, run9):
+    run, data = run9
+    code, _, err = trm(capsys, "train", "--preset", "sudoku9-cpu", "--data", data, "--out", run, *TINY)
+    assert code == 2 and "--resume" in err
+    code, out, _ = trm(capsys, "train", "--resume", run, "--steps", "3", "--quiet")
+    assert code == 0 and "resuming" in out and "step 3" in out
+
+
+def test_console_script_runs():
+    r = subprocess.run([sys.executable, "-m", "trm.cli", "solve", "--checkpoint", "/no/run", PUZZLE],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("trm: error:") and "Traceback" not in r.stderr

@@ -16,7 +16,8 @@ def tiny(**kw):
     return TRM(ModelConfig(**cfg))
 
 
-@pytest.mark.parametrize("preset,want", [("sudoku-extreme-mlp", 5_028_866), ("sudoku-extreme-att", 6_828_034)])
+@pytest.mark.parametrize("preset,want", [("sudoku-extreme-mlp", 5_028_866), ("sudoku-extreme-att", 6_828_034),
+                                         ("maze-hard", 6_822_914)])
 def test_paper_parameter_counts(preset, want):
     model = TRM(get_preset(preset).model)
     counts = count_parameters(model)

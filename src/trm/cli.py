@@ -11,7 +11,7 @@ from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from .checkpoint import CheckpointError
-from .data.format import DatasetError
+from .data.format import DatasetError, atomic_write_json
 
 
 class UserError(ValueError):
@@ -66,6 +66,9 @@ def build_preset_data(recipe: dict, out: Path, progress: bool = True) -> Path:
     from .data import sudoku
     recipe = dict(recipe)
     recipe.pop("path", None)
+    if recipe.pop("task", "sudoku") == "maze":
+        from .data import maze
+        return maze.build_maze(out, progress=progress, **recipe)
     pools = recipe.pop("pools", [])
     lists = []
     if pools:
@@ -125,6 +128,43 @@ def cmd_data_sudoku(args) -> None:
           f"({time.time() - t0:.1f} s)")
 
 
+def cmd_data_maze(args) -> None:
+    from .data import maze
+    for f in args.csv:
+        if not Path(f).is_file():
+            raise UserError(f"no such file: {f}")
+    if args.size < 2 or args.train < 0 or args.test < 1:
+        raise UserError("--size must be >= 2, --train >= 0 and --test >= 1")
+    t0 = time.time()
+    out = maze.build_maze(args.out, size=args.size, style=args.style, wall_density=args.wall_density,
+                          loop_prob=args.loop_prob, min_path=args.min_path,
+                          train=args.train, test=args.test, csvs=args.csv, seed=args.seed,
+                          overwrite=args.overwrite, progress=not args.quiet)
+    meta = json.loads((out / "meta.json").read_text())
+    print(f"wrote {out}: train {meta['splits']['train']}, test {meta['splits']['test']}, "
+          f"unique shortest path {meta['unique_shortest_path_fraction']:.3f} ({time.time() - t0:.1f} s)")
+
+
+def cmd_data_arc(args) -> None:
+    from .data import arc
+    train_c, test_c = arc.COLLECTIONS[args.version]
+    if args.train_collection or args.test_collection:
+        train_c, test_c = tuple(args.train_collection), tuple(args.test_collection)
+        if not test_c:
+            raise UserError("give --test-collection with --train-collection")
+    if args.augments < 1:
+        raise UserError("--augments must be >= 1")
+    root = Path(args.root) if args.root else shared_data_root() / "arc"
+    out = arc.build_arc(args.out, root=root, train_collections=train_c, test_collections=test_c,
+                        augments=args.augments, translate=not args.no_translate, task_limit=args.task_limit,
+                        seed=args.seed, force_overlap=args.force_overlap, overwrite=args.overwrite,
+                        progress=not args.quiet)
+    meta = json.loads((out / "meta.json").read_text())
+    print(f"wrote {out}: train {meta['splits']['train']}, test {meta['splits']['test']} examples, "
+          f"{meta['num_puzzle_ids']} puzzle ids, tasks {meta['tasks']['train']} + {meta['tasks']['test']} "
+          f"({meta['build_seconds']} s)")
+
+
 def cmd_train(args) -> None:
     from .evaluate import summary_line
     from .presets import get_preset
@@ -171,12 +211,24 @@ def cmd_eval(args) -> None:
     import torch
 
     from .checkpoint import load_model
+    from .data import validator
     from .data.format import load_dataset
     from .evaluate import evaluate, summary_line
     from .runtime import pick_device
+    ds = load_dataset(args.data)
+    if args.oracle:
+        if ds.meta.get("task") != "arc":
+            raise UserError("--oracle checks an ARC dataset's augment -> invert -> vote pipeline")
+        from . import arc_vote
+        r = arc_vote.oracle(args.data)
+        r.pop("_ranked")
+        print(json.dumps(r) if args.json else f"oracle (true outputs through invert + vote): "
+              f"pass@1 {r['pass@1']:.4f} over {r['pairs']} test pairs of {r['tasks']} tasks")
+        return
+    if not args.checkpoint:
+        raise UserError("give --checkpoint RUN (or --oracle for an ARC dataset)")
     device = pick_device(args.device)
     model, cfg = load_model(args.checkpoint, device)
-    ds = load_dataset(args.data)
     if ds.seq_len != model.cfg.seq_len or ds.vocab_size != model.cfg.vocab_size:
         raise UserError(f"dataset {args.data} (seq_len {ds.seq_len}, vocab {ds.vocab_size}) does not fit the model "
                         f"(seq_len {model.cfg.seq_len}, vocab {model.cfg.vocab_size})")
@@ -184,13 +236,25 @@ def cmd_eval(args) -> None:
         raise UserError("--D must be >= 1")
     torch.manual_seed(0)
     m = evaluate(model, ds[args.split], D=args.D, batch_size=args.batch_size, dtype=args.dtype, limit=args.limit,
-                 progress=not (args.quiet or args.json))
+                 progress=not (args.quiet or args.json), validity=validator(ds.meta),
+                 keep_predictions=ds.meta.get("task") == "arc")
     m = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, **m}
+    if "predictions" in m:  # ARC: invert every version's answer and vote
+        from . import arc_vote
+        r = arc_vote.score(args.data, ds[args.split], m.pop("predictions"), m.pop("q_halt"))
+        sub_path = Path(args.submission or Path(args.checkpoint) / "submission.json")
+        atomic_write_json(sub_path, arc_vote.submission(r.pop("_ranked")))
+        m["arc"] = {**r, "submission": str(sub_path)}
     if args.json:
         print(json.dumps(m))
     else:
         print(summary_line(m))
         print("exact accuracy by supervision step: " + " ".join(f"{a:.3f}" for a in m["exact_accuracy_by_step"]))
+        if "arc" in m:
+            r = m["arc"]
+            print(f"ARC ({r['tasks']} tasks, {r['pairs']} test pairs, votes over this checkpoint's versions): "
+                  + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.startswith("pass@")))
+            print(f"submission: {r['submission']}")
         if m["exact_accuracy_by_rating"]:
             print("exact accuracy by rating (solver guesses): " + ", ".join(
                 f"{k}: {v['exact_accuracy']:.3f} (n={v['n']})" for k, v in m["exact_accuracy_by_rating"].items()))
@@ -215,9 +279,16 @@ def cmd_solve(args) -> None:
     device = pick_device(args.device)
     model, cfg = load_model(args.checkpoint, device)
     size = int(cfg.get("data_meta", {}).get("size", 9))
+    task = cfg.get("data_meta", {}).get("task", "sudoku")
+    if task != "sudoku":
+        raise UserError(f"trm solve takes Sudoku checkpoints; {args.checkpoint} was trained on {task} "
+                        f"(evaluate it with trm eval)")
+    if args.puzzle is None and args.data is None and args.index is not None:
+        args.data = cfg.get("train", {}).get("data")  # the test split the checkpoint was evaluated on
     if args.data is not None:
         from .data.format import load_dataset
         split = load_dataset(args.data)["test"]
+        args.index = args.index or 0
         if not 0 <= args.index < len(split):
             raise UserError(f"--index {args.index} is outside the test split (0..{len(split) - 1})")
         puzzle = sudoku.decode(split.inputs[args.index])
@@ -287,6 +358,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_data_sudoku)
 
+    m = dsub.add_parser("maze", help="generate mazes like Maze-Hard, or read Maze-Hard CSVs")
+    m.add_argument("--out", required=True, help="dataset directory to write")
+    m.add_argument("--size", type=int, default=30, help="grid side (Maze-Hard: 30)")
+    m.add_argument("--style", choices=["carved", "random"], default="carved",
+                   help="carved: spanning-tree maze with extra openings; random: independent random walls")
+    m.add_argument("--loop-prob", type=float, default=0.05, help="carved: chance that a remaining inner wall opens")
+    m.add_argument("--wall-density", type=float, default=0.4, help="random: probability that a cell is a wall")
+    m.add_argument("--min-path", type=int, default=110, help="keep mazes whose shortest path is longer (Maze-Hard: 110)")
+    m.add_argument("--train", type=int, default=1000, help="training mazes (Maze-Hard: 1000)")
+    m.add_argument("--test", type=int, default=1000, help="test mazes")
+    m.add_argument("--csv", action="append", default=[], help="a Maze-Hard CSV source,question,answer,rating")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--overwrite", action="store_true")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=cmd_data_maze)
+
+    a = dsub.add_parser("arc", help="build ARC-AGI-1 or -2 from Kaggle-format JSON")
+    a.add_argument("--out", required=True, help="dataset directory to write")
+    a.add_argument("--version", choices=["arc1", "arc2"], default="arc1",
+                   help="arc1: training + concept, tested on evaluation; arc2: training2 + concept, on evaluation2")
+    a.add_argument("--root", default=None, help="folder of arc-agi_*_challenges.json (default ../shared/data/arc)")
+    a.add_argument("--train-collection", action="append", default=[], help="instead of --version (repeatable)")
+    a.add_argument("--test-collection", action="append", default=[], help="instead of --version (repeatable)")
+    a.add_argument("--augments", type=int, default=1000, help="versions per task (dihedral x colours, deduplicated)")
+    a.add_argument("--no-translate", action="store_true", help="keep training grids at the canvas corner")
+    a.add_argument("--task-limit", type=int, default=0, help="a seeded subset: N training and N/4 test tasks")
+    a.add_argument("--force-overlap", action="store_true", help="build even if test tasks are among the training ones")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--overwrite", action="store_true")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_data_arc)
+
     tp = sub.add_parser("train", help="train a preset (or resume a run)")
     tp.add_argument("--preset", help="named configuration (trm presets)")
     tp.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
@@ -296,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("eval", help="evaluate a checkpoint on a dataset")
-    ep.add_argument("--checkpoint", required=True, help="run directory or checkpoint directory")
+    ep.add_argument("--checkpoint", help="run directory or checkpoint directory")
+    ep.add_argument("--oracle", action="store_true", help="ARC: score the true outputs through invert + vote")
+    ep.add_argument("--submission", default=None, help="ARC: where to write the Kaggle submission.json")
     ep.add_argument("--data", required=True, help="dataset directory")
     ep.add_argument("--split", default="test")
     ep.add_argument("--D", type=int, default=None, help="supervision steps at test time (default: the training N_sup)")
@@ -312,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("puzzle", nargs="?", help="81 characters ('.' or '0' blank), a grid, a file, or - for stdin")
     sv.add_argument("--checkpoint", required=True)
     sv.add_argument("--data", default=None, help="take the puzzle from this dataset's test split (with --index)")
-    sv.add_argument("--index", type=int, default=0)
+    sv.add_argument("--index", type=int, default=None,
+                    help="solve test puzzle I of --data (default: the dataset the checkpoint trained on)")
     sv.add_argument("--D", type=int, default=None, help="maximum supervision steps (default: the training N_sup)")
     sv.add_argument("--no-halt", action="store_true", help="run all D steps instead of stopping when Q says halt")
     sv.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])

@@ -43,8 +43,13 @@ def rollout(model: TRM, inputs: torch.Tensor, puzzle_ids: torch.Tensor, D: int, 
 
 @torch.no_grad()
 def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int = 256, dtype: str = "auto",
-             limit: int = 0, progress: bool = False, desc: str = "eval") -> dict:
-    """Exact and cell accuracy after every supervision step, and how well the halting head would do."""
+             limit: int = 0, progress: bool = False, desc: str = "eval", validity=None,
+             keep_predictions: bool = False) -> dict:
+    """Exact and cell accuracy after every supervision step, and how well the halting head would do.
+
+    `validity(inputs, predictions)` (trm.data.validator) adds `valid_fraction`: the share of final answers that
+    are correct answers even where they differ from the label (a maze's other shortest paths).
+    keep_predictions adds the final answers ("predictions", (n, L) uint8) and their "q_halt" (n,) for voting."""
     was_training = model.training
     model.eval()
     device = model.y_init.device
@@ -53,7 +58,8 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
     exact_by_step = np.zeros(D, dtype=np.int64)
     cells_by_step = np.zeros(D, dtype=np.int64)
     total_cells = 0
-    halt_steps, halted_any, correct_at_halt, q_final_ok, final_exact = [], [], [], [], []
+    halt_steps, halted_any, correct_at_halt, q_final_ok, final_exact, valid = [], [], [], [], [], []
+    preds, qs = [], []
     bar = tqdm(total=n, desc=desc, disable=not progress, leave=False, unit="puzzle")
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
@@ -79,6 +85,11 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
         halt_steps.append(halt_step.cpu()); halted_any.append(halted.cpu())
         correct_at_halt.append(at_halt.cpu()); q_final_ok.append(((out.q_halt > 0) == exact).cpu())
         final_exact.append(exact.cpu())
+        if keep_predictions:
+            preds.append(out.logits.argmax(-1).to(torch.uint8).cpu().numpy())
+            qs.append(out.q_halt.float().cpu().numpy())
+        if validity is not None:
+            valid.append(validity(inputs.cpu().numpy(), out.logits.argmax(-1).cpu().numpy()))
         bar.update(B)
     bar.close()
     model.train(was_training)
@@ -93,6 +104,9 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
             if sel.any():
                 by_rating[f"{lo}-{hi}" if hi < 10**9 else f">={lo}"] = {"n": int(sel.sum()),
                                                                      "exact_accuracy": float(ok[sel].mean())}
+    extra = {"valid_fraction": float(np.concatenate(valid).mean())} if valid else {}
+    if keep_predictions:
+        extra.update(predictions=np.concatenate(preds), q_halt=np.concatenate(qs))
     return {
         "n": n,
         "D": D,
@@ -106,6 +120,7 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
         "halting_precision": float(correct_at_halt[halted_any].float().mean()) if n_halted else None,
         "q_halt_accuracy": float(q_final_ok.float().mean()),
         "exact_accuracy_by_rating": by_rating,
+        **extra,
     }
 
 
@@ -113,4 +128,5 @@ def summary_line(m: dict) -> str:
     prec = "n/a" if m["halting_precision"] is None else f"{m['halting_precision']:.3f}"
     return (f"exact {m['exact_accuracy']:.4f}  cell {m['cell_accuracy']:.4f}  (D={m['D']}, n={m['n']})  "
             f"halting: mean steps {m['mean_halt_steps']:.2f}, rate {m['halt_rate']:.3f}, precision {prec}, "
-            f"exact at halt {m['exact_accuracy_at_halt']:.4f}")
+            f"exact at halt {m['exact_accuracy_at_halt']:.4f}"
+            + (f"  valid {m['valid_fraction']:.4f}" if "valid_fraction" in m else ""))

@@ -18,7 +18,7 @@ class Preset:
     about: str
     model: ModelConfig
     train: TrainConfig
-    data: dict = field(default_factory=dict)  # trm.data.sudoku.build_sudoku arguments + "path"
+    data: dict = field(default_factory=dict)  # "task" (default sudoku), "path" + the task's build_* arguments
 
 
 # --- the paper: d 512, 2 layers, N_sup 16, batch 768, AdamATan2, EMA 0.999, stablemax ---------------------
@@ -41,6 +41,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("sudoku-extreme-att", "TRM-Att on Sudoku-Extreme, the paper's 74.7% run (6.8M params)",
            ModelConfig(vocab_size=11, seq_len=81, mixer="attention", pos="rope", n=6, T=3),
            _PAPER_TRAIN, _SUDOKU_EXTREME_DATA),
+    Preset("maze-hard", "TRM-Att on Maze-Hard (30x30, shortest path > 110), the paper's 85.3% run (6.8M params)",
+           ModelConfig(vocab_size=6, seq_len=900, mixer="attention", pos="rope", n=4, T=3),
+           _PAPER_TRAIN,
+           {"task": "maze", "path": "data/maze-hard", "size": 30, "min_path": 110, "train": 1000, "test": 1000,
+            "seed": 0}),
     Preset("sudoku4-cpu", "4x4 minimal Sudoku, d=32 n=2 T=2 N_sup=4: ~99% exact in about a minute on 2 cores",
            replace(_CPU_MODEL, d=32, heads=4, n=2, T=2, N_sup=4, vocab_size=6, seq_len=16, puzzle_emb_dim=32),
            replace(_CPU_TRAIN, batch_size=64, steps=300, lr=3e-3, puzzle_emb_lr=3e-3, warmup_steps=20, ema=0.95,

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
-from .data import augmenter
+from .data import augmenter, validator
 from .data.format import Dataset, atomic_write_bytes, atomic_write_json, load_dataset
 from .evaluate import evaluate, summary_line
 from .losses import IGNORE, LOSSES
@@ -400,6 +400,9 @@ class Trainer:
             result = self.final_eval(metrics_path, tb)
         if tb is not None:
             tb.close()
+        if self.world > 1:  # leave the group on every rank: a process exiting inside it can abort under gloo
+            dist.barrier()
+            dist.destroy_process_group()
         return result
 
     def _fit_horizon(self, bar, start: float, s_per_step: float) -> None:
@@ -423,7 +426,7 @@ class Trainer:
     def final_eval(self, metrics_path: Path, tb=None) -> dict:
         model = self.eval_model()
         m = evaluate(model, self.test_split, batch_size=self.cfg.eval_batch_size, dtype=self.dtype,
-                     progress=self.progress, desc="final eval")
+                     progress=self.progress, desc="final eval", validity=validator(self.data.meta))
         result = {"step": self.step, "weights": "ema" if self.ema_model is not None else "raw", **m}
         if self.ema_model is not None:  # short CPU runs: the raw weights can be ahead of a slow EMA
             raw = evaluate(self.model, self.test_split, batch_size=self.cfg.eval_batch_size, dtype=self.dtype,

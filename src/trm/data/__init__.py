@@ -9,6 +9,7 @@ import numpy as np
 from .format import Dataset, DatasetError, Split, load_dataset, write_dataset
 
 Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+Validity = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (inputs, predictions) tokens -> bool per sample
 
 
 def augmenter(meta: dict) -> Augment | None:
@@ -27,4 +28,20 @@ def augmenter(meta: dict) -> Augment | None:
     raise DatasetError(f"unknown augmentation '{kind}' in meta.json")
 
 
-__all__ = ["Dataset", "DatasetError", "Split", "augmenter", "load_dataset", "write_dataset"]
+def validator(meta: dict) -> Validity | None:
+    """Whether a predicted answer is *a* correct answer to its question, where the label may not be the only
+    one (a maze with several shortest paths); None for tasks without such a check."""
+    task, size = meta.get("task"), meta.get("size")
+    if task == "sudoku":
+        from . import sudoku
+        return lambda inputs, preds: np.array([
+            sudoku.is_solution(sudoku.decode(p), size) and sudoku.keeps_givens(sudoku.decode(q), sudoku.decode(p))
+            for q, p in zip(inputs, preds)], dtype=bool)
+    if task == "maze":
+        from . import maze
+        return lambda inputs, preds: np.array([maze.is_shortest_path(q, p, size) for q, p in zip(inputs, preds)],
+                                              dtype=bool)
+    return None
+
+
+__all__ = ["Dataset", "DatasetError", "Split", "augmenter", "load_dataset", "validator", "write_dataset"]

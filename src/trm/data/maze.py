@@ -1,14 +1,22 @@
-"""Mazes like Maze-Hard (REFERENCE.md section 3): a square grid of random walls with a start S and a goal G;
-the label is the input with the cells of a shortest S-G path marked `o`. The hard filter keeps mazes whose
-shortest path is longer than a threshold (Maze-Hard: 30x30, > 110 steps).
+"""Mazes like Maze-Hard (REFERENCE.md section 3): a square grid of walls with a start S and a goal G; the label
+is the input with the cells of a shortest S-G path marked `o`. The hard filter keeps mazes whose shortest path
+is longer than a threshold (Maze-Hard: 30x30, > 110 steps).
 
-Generator (plain rejection sampling, made fast by running it on thousands of grids at once): every wall is
-drawn independently with probability `wall_density`; S and G are uniform over distinct open cells; the maze is
-kept if G is reachable from S and the shortest path is longer than `min_path`. The breadth-first searches of a
-whole batch of grids advance together as boolean array operations (one numpy step per BFS layer), so nothing
-about the accepted mazes differs from drawing one maze at a time and rejecting it: the distribution is exactly
-"random walls and endpoints, conditioned on a long shortest path". Near the percolation threshold of the open
-cells (wall density about 0.4) the open clusters are tortuous and long paths are common.
+Two wall models, both sampled exactly (plain rejection: S and G uniform over distinct open cells, the maze kept
+only if its shortest S-G path is longer than `min_path`, so the accepted mazes are "the wall model, conditioned
+on a long shortest path", nothing reweighted):
+
+- `carved` (default): a perfect maze carved on the lattice of cells at even offsets (a uniform spanning tree,
+  drawn by Wilson's loop-erased random walks, so every perfect maze is equally likely), then every remaining
+  wall between two neighbouring cells knocked out with probability `loop_prob`, which adds loops and with them
+  mazes that have several shortest paths. The lattice offset is drawn per maze. Corridor mazes make long
+  shortest paths common: a 30x30 maze passes the > 110 filter about once in a few draws.
+- `random`: every cell is a wall independently with probability `wall_density`. Long shortest paths are
+  very rare here (at 30x30 and any density, about 1 in 20,000 draws exceeds 110 steps: the longest distances
+  in such grids are ~40-50 steps), so this model suits small CPU-scale sets (15x15, > 30 steps).
+
+The breadth-first searches of a whole batch of grids advance together as boolean array operations (one numpy
+step per BFS layer).
 
 Tokens: PAD 0, then `#`, ` `, `S`, `G`, `o` -> 1..5 (vocab 6); every cell is scored.
 """
@@ -16,6 +24,7 @@ Tokens: PAD 0, then `#`, ` `, `S`, `G`, `o` -> 1..5 (vocab 6); every cell is sco
 from __future__ import annotations
 
 import csv
+import functools
 import time
 
 import numpy as np
@@ -38,24 +47,32 @@ def _shift_or(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def bfs_distances(open_: np.ndarray, source: np.ndarray, max_steps: int | None = None) -> np.ndarray:
+def bfs_distances(open_: np.ndarray, source: np.ndarray, max_steps: int | None = None,
+                  target: np.ndarray | None = None) -> np.ndarray:
     """Breadth-first distances from one source cell per grid, all grids at once.
 
-    open_: (B, H, W) bool, source: (B, H, W) bool with one cell set. Returns int32 (B, H, W), -1 = unreachable.
+    open_: (B, H, W) bool, source: (B, H, W) bool with one cell set. Returns int32 (B, H, W), -1 = unreachable
+    (or not reached before the search stopped: with `target`, a (B, H, W) bool with one cell per grid, it stops
+    once every grid's target is reached; the cells nearer than the target all have their distances then).
     """
     B, H, W = open_.shape
-    dist = np.full(open_.shape, -1, dtype=np.int32)
     frontier = source & open_
     reached = frontier.copy()
-    dist[frontier] = 0
+    unreached = (~reached).astype(np.int16)
+    dist = np.zeros(open_.shape, dtype=np.int16)  # += 1 for every layer a cell is still unreached
     step = 0
     limit = max_steps if max_steps is not None else H * W
-    while frontier.any() and step < limit:
-        step += 1
+    while step < limit:
         frontier = _shift_or(frontier) & open_ & ~reached
+        if target is not None:  # grids whose target is reached need no more layers
+            frontier &= (target & ~reached).any((1, 2))[:, None, None]
+        if not frontier.any():
+            break
+        step += 1
         reached |= frontier
-        dist[frontier] = step
-    return dist
+        dist += unreached
+        unreached = (~reached).astype(np.int16)
+    return np.where(reached, dist, -1).astype(np.int32)
 
 
 def shortest_path_mask(d_start: np.ndarray, goal: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -85,8 +102,53 @@ def _random_cells(open_: np.ndarray, rng: np.random.Generator, exclude: np.ndarr
     return np.where(flat.any(1), idx, -1)
 
 
-def generate_mazes(n: int, *, size: int = 30, wall_density: float = 0.4, min_path: int = 110, seed: int = 0,
-                   batch: int = 2048, progress: bool = True, max_seconds: float | None = None):
+@functools.lru_cache(maxsize=8)
+def _lattice(R: int, C: int) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Neighbour lists of an R x C cell lattice, and each cell's (row, col)."""
+    cells = [divmod(i, C) for i in range(R * C)]
+    nbrs = [[(r + dr) * C + c + dc for dr, dc in _NEIGHBOURS if 0 <= r + dr < R and 0 <= c + dc < C]
+            for r, c in cells]
+    return nbrs, cells
+
+
+def carve(size: int, rng: np.random.Generator, loop_prob: float = 0.0) -> np.ndarray:
+    """One carved maze: (size, size) bool, True = open. A uniform spanning tree of the cell lattice (Wilson's
+    algorithm), then each wall left between two neighbouring cells opened with probability loop_prob."""
+    off_r, off_c = rng.integers(0, 2, 2).tolist() if size % 2 == 0 else (0, 0)
+    R, C = (size - off_r + 1) // 2, (size - off_c + 1) // 2
+    nbrs, cells = _lattice(R, C)
+    open_ = np.zeros((size, size), dtype=bool)
+    open_[off_r::2, off_c::2] = True
+    in_tree = [False] * (R * C)
+    in_tree[int(rng.integers(R * C))] = True
+    u, k = rng.random(16 * R * C).tolist(), 0  # pre-drawn uniforms: the walk is a plain Python loop
+    nxt = [0] * (R * C)
+    for start in rng.permutation(R * C).tolist():
+        cur = start
+        while not in_tree[cur]:  # random walk until the tree is hit, remembering the last exit of each cell
+            if k == len(u):
+                u, k = rng.random(16 * R * C).tolist(), 0
+            nb = nbrs[cur]
+            nxt[cur] = nb[int(u[k] * len(nb))]
+            cur = nxt[cur]
+            k += 1
+        cur = start
+        while not in_tree[cur]:  # the loop-erased walk joins the tree; open the wall between each pair
+            in_tree[cur] = True
+            (r, c), (r2, c2) = cells[cur], cells[nxt[cur]]
+            open_[off_r + r + r2, off_c + c + c2] = True
+            cur = nxt[cur]
+    if loop_prob > 0:
+        walls = np.zeros_like(open_)
+        walls[off_r::2, off_c + 1:2 * C - 1 + off_c:2] = True  # between horizontal neighbours
+        walls[off_r + 1:2 * R - 1 + off_r:2, off_c::2] = True  # between vertical neighbours
+        open_ |= walls & (rng.random(open_.shape) < loop_prob)
+    return open_
+
+
+def generate_mazes(n: int, *, size: int = 30, style: str = "carved", wall_density: float = 0.4,
+                   loop_prob: float = 0.05, min_path: int = 110, seed: int = 0, batch: int | None = None,
+                   progress: bool = True, max_seconds: float | None = None):
     """`n` mazes with a shortest S-G path longer than `min_path` steps.
 
     Returns (inputs, labels, path_lengths, unique) with inputs/labels (n, size*size) uint8 tokens and
@@ -94,8 +156,11 @@ def generate_mazes(n: int, *, size: int = 30, wall_density: float = 0.4, min_pat
     so low that the request cannot finish (no maze accepted in 50 batches, or over max_seconds)."""
     if size < 2:
         raise ValueError("maze size must be at least 2")
-    if not 0 <= wall_density < 1:
-        raise ValueError("wall density must be in [0, 1)")
+    if style not in ("carved", "random"):
+        raise ValueError(f"unknown maze style '{style}' (carved or random)")
+    if not 0 <= wall_density < 1 or not 0 <= loop_prob <= 1:
+        raise ValueError("wall density must be in [0, 1) and loop probability in [0, 1]")
+    batch = batch or (256 if style == "carved" else 2048)
     if min_path >= size * size:
         raise ValueError(f"no path in a {size}x{size} grid is longer than {min_path} steps")
     rng = np.random.default_rng(seed)
@@ -103,21 +168,26 @@ def generate_mazes(n: int, *, size: int = 30, wall_density: float = 0.4, min_pat
     tried, empty_batches, t0 = 0, 0, time.monotonic()
     bar = tqdm(total=n, desc=f"mazes {size}x{size} (path > {min_path})", disable=not progress, unit="maze")
     while len(inputs) < n:
-        open_ = rng.random((batch, size, size)) >= wall_density
+        if style == "carved":
+            open_ = np.stack([carve(size, rng, loop_prob) for _ in range(batch)])
+        else:
+            open_ = rng.random((batch, size, size)) >= wall_density
         s = _random_cells(open_, rng)
         g = _random_cells(open_, rng, exclude=s)
         ok = (s >= 0) & (g >= 0)
         src = np.zeros((batch, size * size), dtype=bool)
         src[np.flatnonzero(ok), s[ok]] = True
-        dist = bfs_distances(open_, src.reshape(batch, size, size))
+        tgt = np.zeros(open_.shape, dtype=bool).reshape(batch, -1)
+        tgt[np.flatnonzero(ok), g[ok]] = True
+        dist = bfs_distances(open_, src.reshape(batch, size, size), target=tgt.reshape(open_.shape))
         d_goal = np.where(ok, dist.reshape(batch, -1)[np.arange(batch), np.maximum(g, 0)], -1)
         keep = np.flatnonzero(ok & (d_goal > min_path))
         tried += batch
         empty_batches = 0 if len(keep) else empty_batches + 1
         if empty_batches >= 50 or (max_seconds and time.monotonic() - t0 > max_seconds):
-            raise ValueError(f"after {tried} random {size}x{size} grids (wall density {wall_density}), only "
-                             f"{len(inputs)} had a shortest path longer than {min_path}: lower --min-path or "
-                             f"change --wall-density")
+            raise ValueError(f"after {tried} {style} {size}x{size} mazes, only {len(inputs)} had a shortest path "
+                             f"longer than {min_path}: lower --min-path"
+                             + (" or change --wall-density" if style == "random" else ""))
         for i in keep[: n - len(inputs)]:
             grid = np.where(open_[i], OPEN, WALL).astype(np.uint8)
             sr, sc = divmod(int(s[i]), size)
@@ -213,8 +283,8 @@ def is_shortest_path(question: np.ndarray, answer: np.ndarray, size: int) -> boo
 
 
 # --- building a dataset ---------------------------------------------------------------------------------
-def build_maze(out_dir, *, size=30, wall_density=0.4, min_path=110, train=1000, test=1000, csvs=(), seed=0,
-               overwrite=False, progress=True):
+def build_maze(out_dir, *, size=30, style="carved", wall_density=0.4, loop_prob=0.05, min_path=110, train=1000,
+               test=1000, csvs=(), seed=0, overwrite=False, progress=True):
     """Generate (or read from Maze-Hard CSVs) mazes, split them with a seed and write the dataset.
     Training augmentation (the 8 dihedral transforms) happens on the fly (meta "augment": "dihedral")."""
     if csvs:
@@ -236,15 +306,16 @@ def build_maze(out_dir, *, size=30, wall_density=0.4, min_path=110, train=1000, 
             train_idx = np.random.default_rng([seed, 2]).choice(train_idx, size=train, replace=False)
         source = {"csv": [str(p) for p in csvs]}
     else:
-        Q, A, R, unique = generate_mazes(train + test, size=size, wall_density=wall_density, min_path=min_path,
-                                         seed=seed, progress=progress)
+        Q, A, R, unique = generate_mazes(train + test, size=size, style=style, wall_density=wall_density,
+                                         loop_prob=loop_prob, min_path=min_path, seed=seed, progress=progress)
         duplicates = 0
         test_idx, train_idx = np.arange(train, train + test), np.arange(train)
-        source = {"generated": train + test, "wall_density": wall_density, "min_path": min_path}
+        source = {"generated": train + test, "style": style, "min_path": min_path,
+                  **({"wall_density": wall_density} if style == "random" else {"loop_prob": loop_prob})}
 
     def split(idx):
         return {"inputs": Q[idx], "labels": A[idx], "puzzle_ids": np.zeros(len(idx), dtype=np.int32),
-                "ratings": R[idx].astype(np.int32), "unique_shortest_path": unique[idx]}
+                "difficulty": R[idx].astype(np.int32), "unique_shortest_path": unique[idx]}
 
     meta = {"task": "maze", "size": size, "seq_len": size * size, "vocab_size": len(CHARS) + 1,
             "num_puzzle_ids": 1, "augment": "dihedral", "charset": CHARS, "sources": [source], "seed": seed,

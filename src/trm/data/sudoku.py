@@ -339,65 +339,93 @@ def _map(fn, items, workers, progress, desc):
 def build_sudoku(out_dir, *, size=9, lists=(), csvs=(), generate=0, train=None, test=None, test_fraction=0.1,
                  seed=0, workers=None, overwrite=False, progress=True) -> Path:
     """Collect puzzles (lists are solved and rated here, CSVs carry answers and ratings, the generator makes
-    minimal puzzles), deduplicate, split with a seed (a puzzle lives on one side only) and write the dataset.
-    Augmentation happens at training time (meta "augment"), the test split stays as it is."""
-    _check_size(size)
-    questions, answers, ratings, origin, sources = [], [], [], [], []
-    seen, rejected, duplicates = set(), 0, 0
+    minimal puzzles), deduplicate on the question, split with a seed (a puzzle lives on one side only) and
+    write the dataset. Augmentation happens at training time (meta "augment"), the test split stays as it is.
 
-    def add(q, a, r, src):
+    The split is drawn before anything is solved, and only puzzles that land in a split are solved: a
+    1000-puzzle subsample of a 100k pool costs 11k solves, not 100k. A puzzle without a unique solution is
+    skipped and the next one in the seeded order takes its place, so the splits keep their requested sizes."""
+    _check_size(size)
+    n_cells = size * size
+    keys, texts, questions, answers, ratings, origin, sources = [], [], [], [], [], [], []
+    seen, duplicates = set(), 0
+
+    def add(key: bytes, text, q, a, r, src):
         nonlocal duplicates
-        key = q.tobytes()
         if key in seen:
             duplicates += 1
             return
         seen.add(key)
-        questions.append(q), answers.append(a), ratings.append(r), origin.append(src)
+        keys.append(key), texts.append(text), questions.append(q), answers.append(a), ratings.append(r)
+        origin.append(src)
 
-    for k, path in enumerate(lists):
-        texts = read_puzzle_list(path)
-        results = _map(_solve_one, [(t, size) for t in texts], workers, progress, f"solving {Path(path).name}")
-        bad = sum(r[2] < 0 for r in results)
-        rejected += bad
-        for q, a, r in results:
-            if r >= 0:
-                add(q, a, r, len(sources))
-        sources.append({"file": str(path), "puzzles": len(texts), "rejected": bad})
+    for path in lists:
+        lines = read_puzzle_list(path)
+        for t in lines:  # the key treats '.' and '0' alike; parsing waits until the puzzle is picked
+            add(t.replace(".", "0").encode(), t, None, None, None, len(sources))
+        sources.append({"file": str(path), "puzzles": len(lines)})
     for path in csvs:
         q, a, r, _ = read_csv(path)
-        if q.shape[1] != size * size:
-            raise ValueError(f"{path} holds {int(np.sqrt(q.shape[1]))}x{int(np.sqrt(q.shape[1]))} puzzles, not {size}x{size}")
+        if q.shape[1] != n_cells:
+            side = int(np.sqrt(q.shape[1]))
+            raise ValueError(f"{path} holds {side}x{side} puzzles, not {size}x{size}")
         for i in range(len(q)):
-            add(q[i], a[i], int(r[i]), len(sources))
+            add((q[i] + 48).astype(np.uint8).tobytes(), None, q[i], a[i], int(r[i]), len(sources))
         sources.append({"file": str(path), "puzzles": len(q)})
     if generate:
         seeds = np.random.default_rng([seed, 1]).integers(0, 2**63 - 1, generate)
         results = _map(_generate_one, [(size, int(s)) for s in seeds], workers, progress, f"generating {size}x{size}")
         for q, a, r in results:
-            add(q, a, r, len(sources))
+            add((q + 48).astype(np.uint8).tobytes(), None, q, a, r, len(sources))
         sources.append({"generated": generate, "size": size, "minimal": True})
-    n = len(questions)
+    n = len(keys)
     if n < 2:
         raise ValueError(f"only {n} usable puzzles: need at least 2 to split into train and test")
-    order = np.random.default_rng(seed).permutation(n)
     n_test = test if test is not None else max(1, int(round(test_fraction * n)))
     if not 0 < n_test < n:
         raise ValueError(f"--test {n_test} must leave puzzles for training (have {n})")
-    test_idx, train_idx = order[:n_test], order[n_test:]
-    if train is not None:
-        if train > len(train_idx):
-            raise ValueError(f"--train {train} is more than the {len(train_idx)} puzzles left after the test split")
-        train_idx = np.random.default_rng([seed, 2]).choice(train_idx, size=train, replace=False)
-    Q, A = np.stack(questions), np.stack(answers)
-    R, O = np.array(ratings, dtype=np.int32), np.array(origin, dtype=np.int16)
+    if train is not None and train > n - n_test:
+        raise ValueError(f"--train {train} is more than the {n - n_test} puzzles left after the test split")
+    rejected = 0
+
+    def take(order: np.ndarray, k: int, desc: str) -> tuple[list[int], int]:
+        """The first k puzzles of `order` that have a unique solution (solving those that need it), and how
+        far into `order` that reached."""
+        nonlocal rejected
+        picked, pos = [], 0
+        while len(picked) < k and pos < len(order):
+            chunk = order[pos:pos + k - len(picked)]
+            pos += len(chunk)
+            todo = [i for i in chunk if answers[i] is None]
+            results = _map(_solve_one, [(texts[i], size) for i in todo], workers, progress, desc)
+            for i, (q, a, r) in zip(todo, results):
+                questions[i], answers[i], ratings[i] = (q, a, r) if r >= 0 else (None, False, None)
+            ok = [i for i in chunk if answers[i] is not False]
+            rejected += len(chunk) - len(ok)
+            picked += ok
+        return picked, pos
+
+    order = np.random.default_rng(seed).permutation(n)
+    test_idx, used = take(order, n_test, "solving the test split")
+    rest = order[used:]
+    if train is not None:  # the seeded subsample: a prefix of a fixed permutation of what the test left
+        train_idx, _ = take(np.random.default_rng([seed, 2]).permutation(rest), train, "solving the train split")
+    else:
+        train_idx, _ = take(rest, len(rest), "solving the train split")
+    if len(test_idx) < n_test or (train is not None and len(train_idx) < train) or not train_idx:
+        raise ValueError(f"too few puzzles with a unique solution ({rejected} rejected) for --test {n_test}"
+                         + (f" and --train {train}" if train is not None else ""))
 
     def split(idx):
-        return {"inputs": encode(Q[idx]).reshape(len(idx), -1), "labels": encode(A[idx]).reshape(len(idx), -1),
-                "puzzle_ids": np.zeros(len(idx), dtype=np.int32), "ratings": R[idx], "source": O[idx]}
+        return {"inputs": encode(np.stack([questions[i] for i in idx])).reshape(len(idx), -1),
+                "labels": encode(np.stack([answers[i] for i in idx])).reshape(len(idx), -1),
+                "puzzle_ids": np.zeros(len(idx), dtype=np.int32),
+                "ratings": np.array([ratings[i] for i in idx], dtype=np.int32),
+                "source": np.array([origin[i] for i in idx], dtype=np.int16)}
 
-    meta = {"task": "sudoku", "size": size, "box": list(BOX[size]), "seq_len": size * size, "vocab_size": size + 2,
+    meta = {"task": "sudoku", "size": size, "box": list(BOX[size]), "seq_len": n_cells, "vocab_size": size + 2,
             "num_puzzle_ids": 1, "augment": "sudoku", "sources": sources, "seed": seed, "rejected": rejected,
-            "duplicates": duplicates}
+            "duplicates": duplicates, "candidates": n}
     if progress and (rejected or duplicates):
         print(f"skipped {rejected} puzzles without a unique solution and {duplicates} duplicates")
     return write_dataset(out_dir, meta, {"train": split(train_idx), "test": split(test_idx)}, overwrite=overwrite)

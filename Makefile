@@ -23,7 +23,7 @@ setup: $(BIN)/trm
 DEMO_PRESET ?= sudoku4-cpu
 demo: setup
 	$(BIN)/trm train --preset $(DEMO_PRESET) --out $(RUN)
-	$(BIN)/trm solve --checkpoint $(RUN) --index 0
+	$(BIN)/trm solve --checkpoint $(RUN) --index 0 --trace
 
 test: setup
 	$(BIN)/python -m pytest

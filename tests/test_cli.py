@@ -79,6 +79,20 @@ def test_solve_json(capsys, run9, tmp_path, form):
     assert {"steps", "confidence", "obeys_rules", "keeps_givens"} <= set(d)
 
 
+def test_solve_trace_shows_every_step(capsys, run9):
+    code, out, _ = trm(capsys, "solve", "--checkpoint", run9[0], "--json", "--trace", "--no-halt", "--D", "3", PUZZLE)
+    d = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and d["steps"] == 3 and len(d["trace"]) == 3
+    final = [int(c) for c in d["solution"]]
+    assert d["trace"][-1]["valid"] == d["valid"]
+    # wrong cells are counted against the unique solution found by trm's exact solver
+    from trm.data.sudoku import parse_puzzle, solve
+    truth = solve(parse_puzzle(PUZZLE), 9)[0][0]
+    assert d["trace"][-1]["wrong_cells"] == sum(a != b for a, b in zip(final, truth))
+    code, out, _ = trm(capsys, "solve", "--checkpoint", run9[0], "--trace", "--no-halt", "--D", "2", PUZZLE)
+    assert code == 0 and "step  2: q_halt" in out
+
+
 @pytest.mark.parametrize("puzzle, words", [
     (PUZZLE[:80], "80 cells"),
     (PUZZLE[:10] + "?" + PUZZLE[11:], "stray character"),
@@ -109,6 +123,9 @@ def test_refuses_missing_truncated_and_mismatched_checkpoints(capsys, run9, tmp_
     (["data", "sudoku", "--out", "x"], "no source"),
     (["data", "sudoku", "--out", "x", "--list", "/no/such/list"], "no such file"),
     (["eval", "--checkpoint", "/no/run", "--data", "/no/data"], "error"),
+    (["train", "--preset", "sudoku6-cpu", "--bogus", "1"], "unrecognized arguments: --bogus"),
+    (["train", "--preset", "sudoku6-cpu", "--lr", "fast"], "invalid float value"),
+    (["data", "sudoku", "--out", "x", "--generate", "5", "--train", "-1"], "--train must be >= 0"),
 ])
 def test_one_line_errors(capsys, argv, words):
     code, _, err = trm(capsys, *argv)

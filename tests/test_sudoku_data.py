@@ -190,3 +190,26 @@ def test_generated_datasets(tmp_path, size):
     assert len(ds["train"]) + len(ds["test"]) + ds.meta["duplicates"] == 40
     for q, y in itertools.islice(zip(ds["train"].inputs, ds["train"].labels), 10):
         assert count_solutions(decode(q), size) == 1 and np.array_equal(solve(decode(q), size)[0][0], decode(y))
+
+
+def test_build_solves_only_what_the_splits_use(tmp_path, small_lists, monkeypatch):
+    import trm.data.sudoku as sudoku
+    a, b, _ = small_lists
+    calls = []
+    real = sudoku._solve_one
+    monkeypatch.setattr(sudoku, "_solve_one", lambda args: calls.append(args) or real(args))
+    ds = load_dataset(build_sudoku(tmp_path / "eval-only", lists=[a, b], test=7, train=0, progress=False))
+    assert len(ds["train"]) == 0 and len(ds["test"]) == 7 and len(calls) == 7  # 7 of 60 solved
+    calls.clear()
+    load_dataset(build_sudoku(tmp_path / "sub", lists=[a, b], test=7, train=3, progress=False))
+    assert len(calls) == 10
+
+
+def test_build_replaces_puzzles_without_a_unique_solution(tmp_path, small_lists):
+    _, _, texts = small_lists
+    bad = ["." * 81, "12" + "." * 79]  # both have many solutions: skipped, and the next puzzles take their place
+    path = write_list(tmp_path / "mixed.txt", texts[:10] + bad)
+    ds = load_dataset(build_sudoku(tmp_path / "ds", lists=[path], test=5, seed=1, progress=False))
+    assert ds.meta["rejected"] == 2 and len(ds["test"]) == 5 and len(ds["train"]) == 5
+    ones = load_dataset(build_sudoku(tmp_path / "one", lists=[path], test=9, train=1, seed=1, progress=False))
+    assert len(ones["test"]) == 9 and len(ones["train"]) == 1

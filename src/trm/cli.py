@@ -18,6 +18,13 @@ class UserError(ValueError):
     pass
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the default prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"trm: error: {message} (see `{self.prog} --help`)\n")
+
+
 # --- dataclass fields as plain flags ---------------------------------------------------------------------
 def _add_field_flags(parser: argparse.ArgumentParser, cls, title: str) -> None:
     group = parser.add_argument_group(title)
@@ -117,6 +124,8 @@ def cmd_data_sudoku(args) -> None:
     for f in lists + [Path(x) for x in args.csv]:
         if not f.is_file():
             raise UserError(f"no such file: {f}")
+    if (args.train is not None and args.train < 0) or (args.test is not None and args.test < 1) or args.generate < 0:
+        raise UserError("--train must be >= 0, --test >= 1 and --generate >= 0")
     if not (lists or args.csv or args.generate):
         raise UserError("no source given: use --pool, --list, --csv or --generate")
     t0 = time.time()
@@ -302,9 +311,11 @@ def cmd_solve(args) -> None:
     D = args.D or model.cfg.N_sup
     inputs = torch.from_numpy(sudoku.encode(puzzle)[None].astype("int64")).to(device)
     ids = torch.zeros(1, dtype=torch.long, device=device)
+    answers = []  # the answer after every supervision step, for --trace
     t0 = time.perf_counter()
     for step, _, out in rollout(model, inputs, ids, D, dtype=args.dtype, stop_when_halted=not args.no_halt):
-        pass
+        if args.trace:
+            answers.append((sudoku.decode(out.logits.argmax(-1)[0].cpu().numpy()), float(out.q_halt[0])))
     seconds = time.perf_counter() - t0
     solution = sudoku.decode(out.logits.argmax(-1)[0].cpu().numpy())
     obeys, keeps = sudoku.is_solution(solution, size), sudoku.keeps_givens(puzzle, solution)
@@ -313,9 +324,14 @@ def cmd_solve(args) -> None:
     result = {"solution": "".join(str(int(v)) for v in solution), "valid": bool(obeys and keeps),
               "obeys_rules": bool(obeys), "keeps_givens": bool(keeps), "steps": step, "q_halt": q,
               "confidence": confidence, "seconds": round(seconds, 4)}
+    trace = _trace(puzzle, size, answers) if args.trace else []
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({**result, "trace": trace} if args.trace else result))
         return
+    for t, row in enumerate(trace, 1):
+        wrong = "" if row["wrong_cells"] is None else f"  {row['wrong_cells']:2d} cells wrong"
+        print(f"step {t:2d}: q_halt {row['q_halt']:+6.2f}{wrong}  {row['changed_cells']:2d} changed  "
+              f"{'valid' if row['valid'] else 'not valid'}")
     print("puzzle:")
     print(sudoku.format_grid(puzzle, size))
     print("model's answer:")
@@ -326,10 +342,25 @@ def cmd_solve(args) -> None:
           f"(q_halt {q:+.2f}), {seconds * 1000:.0f} ms")
 
 
+def _trace(puzzle, size: int, answers: list) -> list[dict]:
+    """Per supervision step: q_halt, cells changed since the step before, whether the answer is valid and, when
+    trm's exact solver finds a unique solution, how many cells differ from it."""
+    from .data import sudoku
+    sols, _ = sudoku.solve(puzzle, size, limit=2)
+    truth = sols[0] if len(sols) == 1 else None
+    rows, prev = [], puzzle
+    for answer, q in answers:
+        rows.append({"q_halt": round(q, 3), "changed_cells": int((answer != prev).sum()),
+                     "valid": bool(sudoku.is_solution(answer, size) and sudoku.keeps_givens(puzzle, answer)),
+                     "wrong_cells": None if truth is None else int((answer != truth).sum())})
+        prev = answer
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .model import ModelConfig
     from .train import TrainConfig
-    p = argparse.ArgumentParser(prog="trm", allow_abbrev=False, description="Tiny Recursive Models: train, evaluate and solve grid puzzles.")
+    p = Parser(prog="trm", allow_abbrev=False, description="Tiny Recursive Models: train, evaluate and solve grid puzzles.")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("presets", help="list the named configurations").set_defaults(func=cmd_presets)
@@ -348,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", action="append", default=[], help="a Sudoku-Extreme CSV source,question,answer,rating")
     s.add_argument("--generate", type=int, default=0, help="number of minimal puzzles to generate")
     s.add_argument("--size", type=int, default=9, choices=[4, 6, 9], help="grid size (generator, lists)")
-    s.add_argument("--train", type=int, default=None, help="seeded subsample of N training puzzles (default all)")
+    s.add_argument("--train", type=int, default=None, help="seeded subsample of N training puzzles (default all; 0 = an evaluation-only set)")
     s.add_argument("--test", type=int, default=None, help="number of test puzzles (default test-fraction of all)")
     s.add_argument("--test-fraction", type=float, default=0.1)
     s.add_argument("--seed", type=int, default=0)
@@ -421,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="solve test puzzle I of --data (default: the dataset the checkpoint trained on)")
     sv.add_argument("--D", type=int, default=None, help="maximum supervision steps (default: the training N_sup)")
     sv.add_argument("--no-halt", action="store_true", help="run all D steps instead of stopping when Q says halt")
+    sv.add_argument("--trace", action="store_true",
+                    help="show every supervision step: q_halt, cells changed, cells wrong (against trm's exact solver)")
     sv.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
     sv.add_argument("--device", default="auto")
     sv.add_argument("--json", action="store_true")
@@ -433,7 +466,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--"]:  # `torchrun ... -m trm.cli -- train ...` keeps torchrun off trm's options
         argv = argv[1:]
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed on one line
+        return int(e.code or 0)
     try:
         args.func(args)
     except (UserError, CheckpointError, DatasetError) as e:
@@ -445,6 +481,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("trm: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or an environment problem: still one line; TRM_DEBUG=1 shows the traceback
+        if os.environ.get("TRM_DEBUG"):
+            raise
+        msg = str(e).splitlines()[0] if str(e) else ""
+        print(f"trm: error: {type(e).__name__}: {msg} (set TRM_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

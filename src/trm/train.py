@@ -150,6 +150,8 @@ class Trainer:
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.data: Dataset = load_dataset(cfg.data)
         self.train_split, self.test_split = self.data["train"], self.data["test"]
+        if len(self.train_split) == 0:
+            raise ValueError(f"dataset {cfg.data} has no training examples (built with --train 0: evaluation only)")
         meta = self.data.meta
         model_cfg.vocab_size, model_cfg.seq_len = int(meta["vocab_size"]), int(meta["seq_len"])
         model_cfg.num_puzzle_ids = int(meta["num_puzzle_ids"])

@@ -384,8 +384,8 @@ def build_sudoku(out_dir, *, size=9, lists=(), csvs=(), generate=0, train=None, 
     n_test = test if test is not None else max(1, int(round(test_fraction * n)))
     if not 0 < n_test < n:
         raise ValueError(f"--test {n_test} must leave puzzles for training (have {n})")
-    if train is not None and train > n - n_test:
-        raise ValueError(f"--train {train} is more than the {n - n_test} puzzles left after the test split")
+    if train is not None and not 0 <= train <= n - n_test:
+        raise ValueError(f"--train {train} must be between 0 and the {n - n_test} puzzles left after the test split")
     rejected = 0
 
     def take(order: np.ndarray, k: int, desc: str) -> tuple[list[int], int]:
@@ -412,13 +412,14 @@ def build_sudoku(out_dir, *, size=9, lists=(), csvs=(), generate=0, train=None, 
         train_idx, _ = take(np.random.default_rng([seed, 2]).permutation(rest), train, "solving the train split")
     else:
         train_idx, _ = take(rest, len(rest), "solving the train split")
-    if len(test_idx) < n_test or (train is not None and len(train_idx) < train) or not train_idx:
+    if len(test_idx) < n_test or (train is not None and len(train_idx) < train) or (train is None and not train_idx):
         raise ValueError(f"too few puzzles with a unique solution ({rejected} rejected) for --test {n_test}"
                          + (f" and --train {train}" if train is not None else ""))
 
-    def split(idx):
-        return {"inputs": encode(np.stack([questions[i] for i in idx])).reshape(len(idx), -1),
-                "labels": encode(np.stack([answers[i] for i in idx])).reshape(len(idx), -1),
+    def split(idx):  # --train 0 makes an evaluation-only set (an empty train split)
+        grids = lambda col: np.stack([col[i] for i in idx]) if idx else np.zeros((0, n_cells), np.int8)  # noqa
+        return {"inputs": encode(grids(questions)).reshape(len(idx), n_cells),
+                "labels": encode(grids(answers)).reshape(len(idx), n_cells),
                 "puzzle_ids": np.zeros(len(idx), dtype=np.int32),
                 "ratings": np.array([ratings[i] for i in idx], dtype=np.int32),
                 "source": np.array([origin[i] for i in idx], dtype=np.int16)}

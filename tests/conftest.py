@@ -4,7 +4,9 @@ import torch
 
 from trm.data.format import write_dataset
 
-torch.set_num_threads(2)
+# one thread: the tiny models here gain nothing from two, and two threads on a loaded 2-core machine wait on
+# each other (a test that takes 2 s on idle cores took over 60 s beside a training run)
+torch.set_num_threads(1)
 
 
 def make_sort_dataset(path, n_train=256, n_test=64, seq_len=8, vocab=6, seed=0):

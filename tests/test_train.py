@@ -133,3 +133,11 @@ def test_example_stream_is_seeded_and_resumable():
     b.load_state(st)
     assert (b.take(9) == rest).all()
     assert sorted(first.tolist() + rest[:3].tolist()) == list(range(10))
+
+
+def test_time_budget_stops_cleanly_with_a_checkpoint_and_a_final_eval(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", steps=10**6, time_budget=0.02)  # 1.2 seconds
+    result = t.fit()
+    assert 0 < t.step < 10**6 and result["step"] == t.step
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["step"] == t.step
+    assert load_model(tmp_path / "run")[1]["step"] == t.step

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from .checkpoint import CheckpointError
@@ -73,9 +73,15 @@ def build_preset_data(recipe: dict, out: Path, progress: bool = True) -> Path:
     from .data import sudoku
     recipe = dict(recipe)
     recipe.pop("path", None)
-    if recipe.pop("task", "sudoku") == "maze":
+    task = recipe.pop("task", "sudoku")
+    if task == "maze":
         from .data import maze
         return maze.build_maze(out, progress=progress, **recipe)
+    if task == "arc":
+        from .data import arc
+        train_c, test_c = arc.COLLECTIONS[recipe.pop("version")]
+        return arc.build_arc(out, root=shared_data_root() / "arc", train_collections=train_c,
+                             test_collections=test_c, progress=progress, **recipe)
     pools = recipe.pop("pools", [])
     lists = []
     if pools:
@@ -91,7 +97,6 @@ def build_preset_data(recipe: dict, out: Path, progress: bool = True) -> Path:
 
 # --- subcommands -----------------------------------------------------------------------------------------
 def cmd_presets(args) -> None:
-    from .model import TRM, count_parameters
     from .presets import PRESETS
     for p in PRESETS.values():
         m = p.model
@@ -139,39 +144,44 @@ def cmd_data_sudoku(args) -> None:
 
 def cmd_data_maze(args) -> None:
     from .data import maze
-    for f in args.csv:
+    for f in args.csv + args.test_csv:
         if not Path(f).is_file():
             raise UserError(f"no such file: {f}")
-    if args.size < 2 or args.train < 0 or args.test < 1:
-        raise UserError("--size must be >= 2, --train >= 0 and --test >= 1")
+    if not 2 <= args.size <= maze.MAX_SIZE or args.train < 0 or (args.test < 1 and not args.test_csv):
+        raise UserError(f"--size must be 2..{maze.MAX_SIZE}, --train >= 0 and --test >= 1")
     t0 = time.time()
-    out = maze.build_maze(args.out, size=args.size, style=args.style, wall_density=args.wall_density,
-                          loop_prob=args.loop_prob, min_path=args.min_path,
-                          train=args.train, test=args.test, csvs=args.csv, seed=args.seed,
-                          overwrite=args.overwrite, progress=not args.quiet)
+    out = maze.build_maze(args.out, size=args.size, wall_density=maze.parse_density(args.wall_density),
+                          min_path=args.min_path, exact=args.exact, train=args.train, test=args.test,
+                          csvs=args.csv, test_csvs=args.test_csv, seed=args.seed, overwrite=args.overwrite,
+                          progress=not args.quiet)
     meta = json.loads((out / "meta.json").read_text())
-    print(f"wrote {out}: train {meta['splits']['train']}, test {meta['splits']['test']}, "
-          f"unique shortest path {meta['unique_shortest_path_fraction']:.3f} ({time.time() - t0:.1f} s)")
+    print(f"wrote {out}: train {meta['splits']['train']}, test {meta['splits']['test']} mazes, "
+          f"{meta['unique_shortest_path_fraction']:.1%} with a unique shortest path ({time.time() - t0:.1f} s)")
 
 
 def cmd_data_arc(args) -> None:
     from .data import arc
     train_c, test_c = arc.COLLECTIONS[args.version]
-    if args.train_collection or args.test_collection:
+    if args.train_collection or args.test_collection or args.task:
         train_c, test_c = tuple(args.train_collection), tuple(args.test_collection)
-        if not test_c:
-            raise UserError("give --test-collection with --train-collection")
-    if args.augments < 1:
-        raise UserError("--augments must be >= 1")
+        if not (test_c or args.task):
+            raise UserError("give --test-collection (or --task FILE) with --train-collection")
+    if args.augments < 1 or args.task_limit < 0:
+        raise UserError("--augments must be >= 1 and --task-limit >= 0")
     root = Path(args.root) if args.root else shared_data_root() / "arc"
     out = arc.build_arc(args.out, root=root, train_collections=train_c, test_collections=test_c,
-                        augments=args.augments, translate=not args.no_translate, task_limit=args.task_limit,
-                        seed=args.seed, force_overlap=args.force_overlap, overwrite=args.overwrite,
-                        progress=not args.quiet)
+                        test_task_files=args.task, augments=args.augments, translate=not args.no_translate,
+                        task_limit=args.task_limit, seed=args.seed, force_overlap=args.force_overlap,
+                        overwrite=args.overwrite, progress=not args.quiet)
     meta = json.loads((out / "meta.json").read_text())
     print(f"wrote {out}: train {meta['splits']['train']}, test {meta['splits']['test']} examples, "
           f"{meta['num_puzzle_ids']} puzzle ids, tasks {meta['tasks']['train']} + {meta['tasks']['test']} "
           f"({meta['build_seconds']} s)")
+    for tid, pairs in meta["dropped_leaking_pairs"].items():
+        print(f"left out of training: task {tid} pair{'s' if len(pairs) > 1 else ''} {pairs} "
+              f"(input = a test input of a test task)")
+    if meta["forced_overlap"]:
+        print(f"warning: {len(meta['forced_overlap'])} test tasks are also trained on in full (--force-overlap)")
 
 
 def cmd_train(args) -> None:
@@ -225,15 +235,13 @@ def cmd_eval(args) -> None:
     from .evaluate import evaluate, summary_line
     from .runtime import pick_device
     ds = load_dataset(args.data)
+    is_arc = ds.meta.get("task") == "arc"
+    if (args.oracle or args.pool_with) and not is_arc:
+        raise UserError("--oracle and --pool-with are for ARC datasets (votes over augmented versions)")
+    if is_arc and args.split != "test":
+        raise UserError("ARC votes are counted on the test split (its rows carry each version's transform)")
     if args.oracle:
-        if ds.meta.get("task") != "arc":
-            raise UserError("--oracle checks an ARC dataset's augment -> invert -> vote pipeline")
-        from . import arc_vote
-        r = arc_vote.oracle(args.data)
-        r.pop("_ranked")
-        print(json.dumps(r) if args.json else f"oracle (true outputs through invert + vote): "
-              f"pass@1 {r['pass@1']:.4f} over {r['pairs']} test pairs of {r['tasks']} tasks")
-        return
+        return _arc_oracle(args)
     if not args.checkpoint:
         raise UserError("give --checkpoint RUN (or --oracle for an ARC dataset)")
     device = pick_device(args.device)
@@ -248,12 +256,8 @@ def cmd_eval(args) -> None:
                  progress=not (args.quiet or args.json), validity=validator(ds.meta),
                  keep_predictions=ds.meta.get("task") == "arc")
     m = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, **m}
-    if "predictions" in m:  # ARC: invert every version's answer and vote
-        from . import arc_vote
-        r = arc_vote.score(args.data, ds[args.split], m.pop("predictions"), m.pop("q_halt"))
-        sub_path = Path(args.submission or Path(args.checkpoint) / "submission.json")
-        atomic_write_json(sub_path, arc_vote.submission(r.pop("_ranked")))
-        m["arc"] = {**r, "submission": str(sub_path)}
+    if "predictions" in m:  # ARC: map every version's answer back and vote
+        m["arc"] = _arc_votes(args, ds[args.split], m.pop("predictions"), m.pop("q_halt"))
     if args.json:
         print(json.dumps(m))
     else:
@@ -261,12 +265,70 @@ def cmd_eval(args) -> None:
         print("exact accuracy by supervision step: " + " ".join(f"{a:.3f}" for a in m["exact_accuracy_by_step"]))
         if "arc" in m:
             r = m["arc"]
-            print(f"ARC ({r['tasks']} tasks, {r['pairs']} test pairs, votes over this checkpoint's versions): "
+            print(f"ARC ({r['tasks']} tasks, {r['pairs']} test pairs, votes of {r['votes']}): "
                   + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.startswith("pass@")))
-            print(f"submission: {r['submission']}")
+            print(f"submission: {r['submission']}  (this evaluation's predictions, for --pool-with: "
+                  f"{r['predictions']})")
         if m["exact_accuracy_by_rating"]:
             print("exact accuracy by rating (solver guesses): " + ", ".join(
                 f"{k}: {v['exact_accuracy']:.3f} (n={v['n']})" for k, v in m["exact_accuracy_by_rating"].items()))
+
+
+def _arc_oracle(args) -> None:
+    from . import arc_eval
+    r = arc_eval.oracle(args.data)
+    r.pop("ranked")
+    print(json.dumps(r) if args.json else f"oracle (true outputs of {r['rows']} versions mapped back and voted): "
+          f"pass@1 {r['pass@1']:.4f} over {r['pairs']} test pairs of {r['tasks']} tasks, "
+          f"{r['inputs_not_recovered']} inputs not recovered")
+    if r["pass@1"] < 1.0 or r["inputs_not_recovered"]:
+        raise UserError("the augment -> invert -> vote pipeline lost information (see above)")
+
+
+def _arc_votes(args, split, predictions, q_halt) -> dict:
+    """ARC: this checkpoint's votes (plus those of --pool-with), the Kaggle submission, and this evaluation's
+    predictions saved beside it so that a later evaluation can pool them."""
+    from . import arc_eval
+    from .checkpoint import resolve_checkpoint
+    from .data import arc
+    cands = arc_eval.pool(split, arc_eval.candidates(split, predictions, q_halt), args.pool_with)
+    tt = arc.read_test_tasks(args.data)
+    r = arc_eval.score(tt, cands)
+    sub = Path(args.submission) if args.submission else resolve_checkpoint(args.checkpoint).parent / "submission.json"
+    atomic_write_json(sub, arc_eval.submission(tt, r.pop("ranked")))
+    saved = sub.with_name(f"{sub.stem}_predictions.npz")
+    arc_eval.save_predictions(saved, split, predictions, q_halt)
+    votes = f"{1 + len(args.pool_with)} evaluations, pooled" if args.pool_with else "this checkpoint"
+    return {**r, "votes": votes, "submission": str(sub), "predictions": str(saved)}
+
+
+def _solve_arc(args, model, cfg) -> None:
+    """`trm solve TASK.json --checkpoint RUN` for an ARC checkpoint: two attempts per test pair."""
+    from . import arc_eval
+    from .data import arc
+    if args.puzzle is None or not Path(args.puzzle).is_file():
+        raise UserError("give an ARC task JSON file ({\"train\": [...], \"test\": [...]}): trm solve TASK.json "
+                        "--checkpoint RUN")
+    if args.augments < 1:
+        raise UserError("--augments must be >= 1")
+    task = arc.load_task_file(args.puzzle)
+    data = args.data or cfg.get("train", {}).get("data")
+    r = arc_eval.solve(model, task, data, augments=args.augments, D=args.D, dtype=args.dtype)
+    if args.json:
+        print(json.dumps(r))
+        return
+    how = ("its versions in the checkpoint's dataset (puzzle embeddings trained on its demonstrations)"
+           if r["trained_versions"] else "a task new to this checkpoint: blank puzzle embedding, no adaptation "
+           "(docs/data.md, 'A new task')")
+    print(f"task {r['task']}: {r['versions']} versions voted, {how}")
+    for p, rec in enumerate(r["pairs"], 1):
+        for a, (grid, votes, conf) in enumerate(zip(rec["attempts"], rec["votes"], rec["confidence"]), 1):
+            print(f"test pair {p}, attempt_{a} ({votes} votes, confidence {conf:.3f}):")
+            print("\n".join(" ".join(str(v) for v in row) for row in grid))
+        if not rec["attempts"]:
+            print(f"test pair {p}: no answer (no version produced a grid)")
+        if "correct" in rec:
+            print(f"test pair {p}: {'solved' if rec['correct'] else 'not solved'} (the task file has its output)")
 
 
 def _read_puzzle_arg(text: str) -> str:
@@ -289,8 +351,10 @@ def cmd_solve(args) -> None:
     model, cfg = load_model(args.checkpoint, device)
     size = int(cfg.get("data_meta", {}).get("size", 9))
     task = cfg.get("data_meta", {}).get("task", "sudoku")
+    if task == "arc":
+        return _solve_arc(args, model, cfg)
     if task != "sudoku":
-        raise UserError(f"trm solve takes Sudoku checkpoints; {args.checkpoint} was trained on {task} "
+        raise UserError(f"trm solve takes Sudoku and ARC checkpoints; {args.checkpoint} was trained on {task} "
                         f"(evaluate it with trm eval)")
     if args.puzzle is None and args.data is None and args.index is not None:
         args.data = cfg.get("train", {}).get("data")  # the test split the checkpoint was evaluated on
@@ -389,17 +453,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_data_sudoku)
 
-    m = dsub.add_parser("maze", help="generate mazes like Maze-Hard, or read Maze-Hard CSVs")
+    m = dsub.add_parser("maze", help="generate random-wall mazes like Maze-Hard, or read Maze-Hard CSVs")
     m.add_argument("--out", required=True, help="dataset directory to write")
-    m.add_argument("--size", type=int, default=30, help="grid side (Maze-Hard: 30)")
-    m.add_argument("--style", choices=["carved", "random"], default="carved",
-                   help="carved: spanning-tree maze with extra openings; random: independent random walls")
-    m.add_argument("--loop-prob", type=float, default=0.05, help="carved: chance that a remaining inner wall opens")
-    m.add_argument("--wall-density", type=float, default=0.4, help="random: probability that a cell is a wall")
-    m.add_argument("--min-path", type=int, default=110, help="keep mazes whose shortest path is longer (Maze-Hard: 110)")
+    m.add_argument("--size", type=int, default=30, help="grid side (Maze-Hard: 30; 15 for CPU-scale sets)")
+    m.add_argument("--wall-density", default="0.3:0.5",
+                   help="chance that a cell is a wall: a value, or LO:HI drawn per maze (Maze-Hard's: 0.3:0.5)")
+    m.add_argument("--min-path", type=int, default=110,
+                   help="keep mazes whose shortest S-G path is longer than this (Maze-Hard: 110; 30 at 15x15)")
+    m.add_argument("--exact", action="store_true",
+                   help="Maze-Hard's literal rejection distribution (docs/data.md), tens of times slower")
     m.add_argument("--train", type=int, default=1000, help="training mazes (Maze-Hard: 1000)")
-    m.add_argument("--test", type=int, default=1000, help="test mazes")
-    m.add_argument("--csv", action="append", default=[], help="a Maze-Hard CSV source,question,answer,rating")
+    m.add_argument("--test", type=int, default=1000, help="test mazes (Maze-Hard: 1000)")
+    m.add_argument("--csv", action="append", default=[],
+                   help="a Maze-Hard CSV source,question,answer,rating (repeatable); split with --seed")
+    m.add_argument("--test-csv", action="append", default=[],
+                   help="a CSV that is the test split as it is (Maze-Hard's test.csv); --csv files are then train")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--quiet", action="store_true")
@@ -412,10 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--root", default=None, help="folder of arc-agi_*_challenges.json (default ../shared/data/arc)")
     a.add_argument("--train-collection", action="append", default=[], help="instead of --version (repeatable)")
     a.add_argument("--test-collection", action="append", default=[], help="instead of --version (repeatable)")
+    a.add_argument("--task", action="append", default=[],
+                   help="an ARC task JSON file to test on (repeatable); alone: a set for --freeze-weights")
     a.add_argument("--augments", type=int, default=1000, help="versions per task (dihedral x colours, deduplicated)")
     a.add_argument("--no-translate", action="store_true", help="keep training grids at the canvas corner")
     a.add_argument("--task-limit", type=int, default=0, help="a seeded subset: N training and N/4 test tasks")
-    a.add_argument("--force-overlap", action="store_true", help="build even if test tasks are among the training ones")
+    a.add_argument("--force-overlap", action="store_true",
+                   help="build even if test task ids are among the training tasks (their test outputs get trained on)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--overwrite", action="store_true")
     a.add_argument("--quiet", action="store_true")
@@ -432,7 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     ep = sub.add_parser("eval", help="evaluate a checkpoint on a dataset")
     ep.add_argument("--checkpoint", help="run directory or checkpoint directory")
     ep.add_argument("--oracle", action="store_true", help="ARC: score the true outputs through invert + vote")
-    ep.add_argument("--submission", default=None, help="ARC: where to write the Kaggle submission.json")
+    ep.add_argument("--submission", default=None,
+                    help="ARC: where to write the Kaggle submission.json (default: beside the checkpoint)")
+    ep.add_argument("--pool-with", action="append", default=[], metavar="PREDICTIONS.npz",
+                    help="ARC: add the votes of earlier evaluations (their *_predictions.npz), as the reference does")
     ep.add_argument("--data", required=True, help="dataset directory")
     ep.add_argument("--split", default="test")
     ep.add_argument("--D", type=int, default=None, help="supervision steps at test time (default: the training N_sup)")
@@ -444,14 +518,16 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--quiet", action="store_true")
     ep.set_defaults(func=cmd_eval)
 
-    sv = sub.add_parser("solve", help="solve one Sudoku with a checkpoint")
-    sv.add_argument("puzzle", nargs="?", help="81 characters ('.' or '0' blank), a grid, a file, or - for stdin")
+    sv = sub.add_parser("solve", help="solve one Sudoku, or one ARC task (two attempts), with a checkpoint")
+    sv.add_argument("puzzle", nargs="?",
+                    help="Sudoku: 81 characters ('.' or '0' blank), a grid, a file, or - for stdin; ARC: a task JSON")
     sv.add_argument("--checkpoint", required=True)
     sv.add_argument("--data", default=None, help="take the puzzle from this dataset's test split (with --index)")
     sv.add_argument("--index", type=int, default=None,
                     help="solve test puzzle I of --data (default: the dataset the checkpoint trained on)")
     sv.add_argument("--D", type=int, default=None, help="maximum supervision steps (default: the training N_sup)")
     sv.add_argument("--no-halt", action="store_true", help="run all D steps instead of stopping when Q says halt")
+    sv.add_argument("--augments", type=int, default=8, help="ARC: versions voted for a task new to the checkpoint")
     sv.add_argument("--trace", action="store_true",
                     help="show every supervision step: q_halt, cells changed, cells wrong (against trm's exact solver)")
     sv.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])

@@ -57,7 +57,7 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
     n = min(len(split), limit) if limit else len(split)
     exact_by_step = np.zeros(D, dtype=np.int64)
     cells_by_step = np.zeros(D, dtype=np.int64)
-    total_cells = 0
+    total_cells = n_scored = 0  # rows without a scored cell (an ARC test output nobody knows) are not counted
     halt_steps, halted_any, correct_at_halt, q_final_ok, final_exact, valid = [], [], [], [], [], []
     preds, qs = [], []
     bar = tqdm(total=n, desc=desc, disable=not progress, leave=False, unit="puzzle")
@@ -67,6 +67,7 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
         mask = labels != IGNORE
         n_cells = mask.sum(-1)
         total_cells += int(n_cells.sum())
+        n_scored += int((n_cells > 0).sum())
         B = e - s
         halt_step = torch.full((B,), D, device=device)
         halted = torch.zeros(B, dtype=torch.bool, device=device)
@@ -74,7 +75,7 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
         for t, _, out in rollout(model, inputs, ids, D, dtype=dtype):
             cell_ok = (out.logits.argmax(-1) == labels) & mask
             n_ok = cell_ok.sum(-1)
-            exact = n_ok == n_cells
+            exact = (n_ok == n_cells) & (n_cells > 0)
             exact_by_step[t - 1] += int(exact.sum())
             cells_by_step[t - 1] += int(n_ok.sum())
             newly = ~halted & (out.q_halt > 0)
@@ -110,10 +111,11 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
     return {
         "n": n,
         "D": D,
-        "exact_accuracy": exact_by_step[-1] / n,
-        "cell_accuracy": cells_by_step[-1] / total_cells,
-        "exact_accuracy_by_step": (exact_by_step / n).round(6).tolist(),
-        "cell_accuracy_by_step": (cells_by_step / total_cells).round(6).tolist(),
+        "n_scored": n_scored,
+        "exact_accuracy": exact_by_step[-1] / max(n_scored, 1),
+        "cell_accuracy": cells_by_step[-1] / max(total_cells, 1),
+        "exact_accuracy_by_step": (exact_by_step / max(n_scored, 1)).round(6).tolist(),
+        "cell_accuracy_by_step": (cells_by_step / max(total_cells, 1)).round(6).tolist(),
         "exact_accuracy_at_halt": float(correct_at_halt.float().mean()),
         "mean_halt_steps": float(halt_steps.mean()),
         "halt_rate": n_halted / n,

@@ -28,6 +28,11 @@ _PAPER_TRAIN = TrainConfig(batch_size=768, steps=65104, lr=1e-4, warmup_steps=20
                            puzzle_emb_lr=1e-4, puzzle_emb_weight_decay=1.0, eval_every=6510, eval_limit=2000,
                            checkpoint_every=2000, ema=0.999, loss="stablemax", optimizer="adam_atan2")
 
+# ARC: embeddings learn 100x faster (1e-2), weight decay 0.1. Steps as the reference counts them: 100k epochs x
+# tasks x examples of one version (ARC-1: 960 tasks x ~4.2 / 768 = ~525k; ARC-2: 1280 x ~4.0 / 768 = ~667k)
+_ARC_TRAIN = replace(_PAPER_TRAIN, steps=525000, eval_every=52500, eval_limit=20000, puzzle_emb_lr=1e-2,
+                     weight_decay=0.1, puzzle_emb_weight_decay=0.1)
+
 _CPU_TRAIN = TrainConfig(batch_size=128, lr=1e-3, warmup_steps=200, weight_decay=0.1, beta2=0.95,
                          optimizer="adamw", loss="softmax", puzzle_emb_lr=1e-3, puzzle_emb_weight_decay=0.1,
                          checkpoint_every=250, checkpoint_minutes=5, log_every=10)
@@ -44,8 +49,33 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("maze-hard", "TRM-Att on Maze-Hard (30x30, shortest path > 110), the paper's 85.3% run (6.8M params)",
            ModelConfig(vocab_size=6, seq_len=900, mixer="attention", pos="rope", n=4, T=3),
            _PAPER_TRAIN,
-           {"task": "maze", "path": "data/maze-hard", "size": 30, "min_path": 110, "train": 1000, "test": 1000,
-            "seed": 0}),
+           # exact: Maze-Hard's own rejection distribution (docs/data.md); building it takes tens of minutes
+           {"task": "maze", "path": "data/maze-hard", "size": 30, "min_path": 110, "wall_density": (0.3, 0.5),
+            "exact": True, "train": 1000, "test": 1000, "seed": 0}),
+    Preset("arc1", "TRM-Att on ARC-AGI-1 (training + concept + evaluation demos, 1000 versions a task), "
+           "the paper's 44.6% pass@2 (4 H100, ~3 days)",
+           ModelConfig(vocab_size=12, seq_len=900, mixer="attention", pos="rope", n=4, T=3), _ARC_TRAIN,
+           {"task": "arc", "path": "data/arc1", "version": "arc1", "augments": 1000, "seed": 0}),
+    Preset("arc2", "TRM-Att on ARC-AGI-2 (training2 + concept + evaluation2 demos), the paper's 7.8% pass@2",
+           ModelConfig(vocab_size=12, seq_len=900, mixer="attention", pos="rope", n=4, T=3),
+           replace(_ARC_TRAIN, steps=666667, eval_every=66667),
+           {"task": "arc", "path": "data/arc2", "version": "arc2", "augments": 1000, "seed": 0}),
+    Preset("maze15-cpu", "15x15 random-wall mazes (shortest path > 30), TRM-Att d=64 n=2 T=2: 30 minutes on 2 cores",
+           replace(_CPU_MODEL, mixer="attention", pos="rope", d=64, heads=4, n=2, T=2, N_sup=8, vocab_size=6,
+                   seq_len=225, puzzle_emb_dim=64),
+           # attention, not MLP-T: relative positions (RoPE) let one rule spread the search over every cell;
+           # the run stops after 30 minutes, with the lr schedule fitted to the steps that fit in them
+           replace(_CPU_TRAIN, batch_size=32, steps=20000, warmup_steps=50, ema=0.99, time_budget=30.0,
+                   eval_every=250, eval_limit=200),
+           {"task": "maze", "path": "data/maze15", "size": 15, "min_path": 30, "wall_density": (0.3, 0.5),
+            "train": 1000, "test": 500, "seed": 0}),
+    Preset("arc1-cpu", "ARC-AGI-1 end to end on a CPU: 20 training + 5 evaluation tasks x 8 versions, d=64 "
+           "(checks the pipeline; learns little)",
+           replace(_CPU_MODEL, mixer="attention", pos="rope", d=64, heads=4, n=2, T=1, N_sup=4, vocab_size=12,
+                   seq_len=900, puzzle_emb_dim=64),
+           replace(_CPU_TRAIN, batch_size=16, steps=200, warmup_steps=20, lr=1e-3, puzzle_emb_lr=1e-2, ema=0.95,
+                   eval_every=100),
+           {"task": "arc", "path": "data/arc1-cpu", "version": "arc1", "augments": 8, "task_limit": 20, "seed": 0}),
     Preset("sudoku4-cpu", "4x4 minimal Sudoku, d=32 n=2 T=2 N_sup=4: ~99% exact in about a minute on 2 cores",
            replace(_CPU_MODEL, d=32, heads=4, n=2, T=2, N_sup=4, vocab_size=6, seq_len=16, puzzle_emb_dim=32),
            replace(_CPU_TRAIN, batch_size=64, steps=300, lr=3e-3, puzzle_emb_lr=3e-3, warmup_steps=20, ema=0.95,

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +51,10 @@ class TrainConfig:
     q_continue_loss: bool = False   # HRM-style bootstrapped continue loss (off in TRM)
     ema: float = 0.999              # EMA rate of the weights that are evaluated and saved (0 = off)
     augment: bool = True            # on-the-fly augmentation of training examples
+    init_from: str = ""             # start from this run's/checkpoint's weights (its architecture; not its
+                                    # puzzle embeddings, which belong to its own dataset's identifiers)
+    freeze_weights: bool = False    # train only the puzzle embeddings (with init_from): test-time adaptation
+                                    # to new ARC tasks, the reference's answer for unseen tasks
     eval_every: int = 5000          # steps between evaluations on the test split
     eval_limit: int = 0             # test examples per periodic evaluation (0 = all); the final one uses all
     eval_batch_size: int = 256
@@ -153,6 +155,14 @@ class Trainer:
         if len(self.train_split) == 0:
             raise ValueError(f"dataset {cfg.data} has no training examples (built with --train 0: evaluation only)")
         meta = self.data.meta
+        init_ckpt = ckpt_io.resolve_checkpoint(cfg.init_from) if cfg.init_from and not resume else None
+        if init_ckpt is not None:
+            model_cfg = ModelConfig(**ckpt_io.load_config(init_ckpt)["model"])
+            if (model_cfg.vocab_size, model_cfg.seq_len) != (int(meta["vocab_size"]), int(meta["seq_len"])):
+                raise ValueError(f"dataset {cfg.data} (vocab {meta['vocab_size']}, seq_len {meta['seq_len']}) does "
+                                 f"not fit {cfg.init_from} (vocab {model_cfg.vocab_size}, seq_len {model_cfg.seq_len})")
+        if cfg.freeze_weights and not (init_ckpt is not None or resume):
+            raise ValueError("--freeze-weights trains only the puzzle embeddings: give --init-from RUN_DIR")
         model_cfg.vocab_size, model_cfg.seq_len = int(meta["vocab_size"]), int(meta["seq_len"])
         model_cfg.num_puzzle_ids = int(meta["num_puzzle_ids"])
         self.model_cfg = model_cfg
@@ -160,13 +170,26 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # same init on every process
         self.model = TRM(model_cfg).to(self.device)
-        self.ema_model = copy.deepcopy(self.model).eval() if cfg.ema > 0 else None
+        if init_ckpt is not None:
+            self._init_from(init_ckpt)
+        if cfg.freeze_weights:
+            if self.model.puzzle_emb is None:
+                raise ValueError("--freeze-weights trains only the puzzle embeddings, and this model has none")
+            self.model.requires_grad_(False)
+        # The EMA copy shares the puzzle-embedding table: the table is trained by sign-SGD, not averaged, and at
+        # ARC scale (876k ids x 512) a copy would cost another 1.8 GB. Frozen weights need no average.
+        table = self.model.puzzle_emb.weight if self.model.puzzle_emb is not None else None
+        shared = {id(table): table} if table is not None else {}
+        self.ema_model = copy.deepcopy(self.model, shared).eval() if cfg.ema > 0 and not cfg.freeze_weights else None
         self.net = self.model  # what the forward is called on: DDP wrapper when distributed
         if cfg.compile:
             self.model.f = torch.compile(self.model.f)
-        if self.world > 1:
+        if self.world > 1 and not cfg.freeze_weights:  # frozen: no gradients to average (sign-SGD syncs rows)
+            # buffers are not broadcast: the tables stay equal through sign-SGD's gathered updates, and
+            # broadcasting a 1.8 GB table every step would dominate the step
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)
         self.opt = build_optimizer(self.model.parameters(), name=cfg.optimizer, lr=cfg.lr,
                                    weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
         self.emb_opt = (SignSGDEmbedding(self.model.puzzle_emb, lr=cfg.puzzle_emb_lr,
@@ -299,11 +322,16 @@ class Trainer:
 
     # --- evaluation, state, checkpoints -------------------------------------------------------------------
     def eval_model(self) -> TRM:
-        if self.ema_model is None:
-            return self.model
-        if self.model.puzzle_emb is not None:  # the table is trained by sign-SGD, not averaged
-            self.ema_model.puzzle_emb.weight.copy_(self.model.puzzle_emb.weight)
-        return self.ema_model
+        return self.model if self.ema_model is None else self.ema_model  # same puzzle-embedding table
+
+    def _init_from(self, ckpt: Path) -> None:
+        """Start from a trained checkpoint's (EMA) weights. Its puzzle-embedding table stays behind: its rows are
+        its own dataset's puzzles; the new dataset's rows start at zero, like any new identifier."""
+        weights = ckpt_io.load_weights(ckpt)
+        weights.pop("puzzle_emb.weight", None)
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if unexpected or set(missing) - {"puzzle_emb.weight"}:
+            raise ckpt_io.CheckpointError(f"{ckpt} does not match its config ({(unexpected or missing)[0]})")
 
     def config_dict(self) -> dict:
         return {"model": asdict(self.model_cfg), "train": asdict(self.cfg), "preset": self.preset,

@@ -21,10 +21,14 @@ def augmenter(meta: dict) -> Augment | None:
         from . import sudoku
         size = int(meta["size"])
         return lambda inputs, labels, rng: sudoku.augment(inputs, labels, size, rng)
-    if kind == "dihedral":  # square grids: mazes
+    if kind == "dihedral":  # square grids whose labels turn with them (Maze-Hard CSVs)
         from .dihedral import augment_square
         side = int(round(int(meta["seq_len"]) ** 0.5))
         return lambda inputs, labels, rng: augment_square(inputs, labels, side, rng)
+    if kind == "maze":  # generated mazes: turned, then labelled again by the generator's tie-break
+        from . import maze
+        size = int(meta["size"])
+        return lambda inputs, labels, rng: maze.augment(inputs, labels, size, rng)
     raise DatasetError(f"unknown augmentation '{kind}' in meta.json")
 
 
@@ -39,8 +43,7 @@ def validator(meta: dict) -> Validity | None:
             for q, p in zip(inputs, preds)], dtype=bool)
     if task == "maze":
         from . import maze
-        return lambda inputs, preds: np.array([maze.is_shortest_path(q, p, size) for q, p in zip(inputs, preds)],
-                                              dtype=bool)
+        return lambda inputs, preds: maze.valid_paths(inputs, preds, size)
     return None
 
 

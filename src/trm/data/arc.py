@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .dihedral import INVERSE, dihedral
-from .format import FORMAT_VERSION, DatasetError
+from .format import FORMAT_VERSION, DatasetError, publish_dir
 
 CANVAS = 30
 PAD, EOS, COLOUR0 = 0, 1, 2
@@ -350,13 +350,7 @@ def build_arc(out_dir, *, root=None, train_collections=(), test_collections=(), 
                 "build_seconds": round(time.time() - t0, 1)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / TEST_TASKS).write_text(json.dumps({"order": order, "outputs": outputs, "fingerprints": prints}) + "\n")
-        if out.exists():  # overwrite: move the old one aside first so a crash never loses both
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -87,6 +87,18 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def publish_dir(tmp: Path, out: Path) -> None:
+    """Rename a fully written directory into place. An existing `out` (overwrite) is moved aside first and
+    removed last, so a crash at any point leaves the old or the new directory, never neither."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
 def write_dataset(out_dir: str | os.PathLike, meta: dict, splits: dict[str, dict[str, np.ndarray]],
                   overwrite: bool = False) -> Path:
     """Write a dataset atomically: build in a sibling temp dir, then rename into place."""
@@ -110,13 +122,7 @@ def write_dataset(out_dir: str | os.PathLike, meta: dict, splits: dict[str, dict
             for key, arr in arrays.items():
                 np.save(tmp / name / f"{key}.npy", np.ascontiguousarray(arr))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if out.exists():  # overwrite: move the old one aside first so a crash never loses both
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

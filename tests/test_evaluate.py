@@ -23,3 +23,5 @@ def test_unscored_rows_are_left_out_and_D_can_exceed_N_sup():
     alone = evaluate(model, Split(inputs[:3], labels[:3], np.zeros(3, np.int32)), D=5, dtype="fp32")
     assert alone["exact_accuracy_by_step"] == m["exact_accuracy_by_step"]
     assert alone["cell_accuracy_by_step"] == m["cell_accuracy_by_step"]
+    for k in ("exact_accuracy_at_halt", "halt_rate", "q_halt_accuracy", "halting_precision"):
+        assert alone[k] == m[k], k  # the halting head is judged on scored rows only

@@ -421,6 +421,13 @@ def _trace(puzzle, size: int, answers: list) -> list[dict]:
     return rows
 
 
+def _add_build_flags(p: argparse.ArgumentParser) -> None:
+    """Flags every dataset builder takes."""
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and augmentation")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset (atomically)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .model import ModelConfig
     from .train import TrainConfig
@@ -446,11 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train", type=int, default=None, help="seeded subsample of N training puzzles (default all; 0 = an evaluation-only set)")
     s.add_argument("--test", type=int, default=None, help="number of test puzzles (default test-fraction of all)")
     s.add_argument("--test-fraction", type=float, default=0.1)
-    s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=None, help="solver processes (default: all cores)")
     s.add_argument("--sudoku-dir", default=None, help="folder of the puzzle lists (default ../shared/data/sudoku)")
-    s.add_argument("--overwrite", action="store_true")
-    s.add_argument("--quiet", action="store_true")
+    _add_build_flags(s)
     s.set_defaults(func=cmd_data_sudoku)
 
     m = dsub.add_parser("maze", help="generate random-wall mazes like Maze-Hard, or read Maze-Hard CSVs")
@@ -468,9 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a Maze-Hard CSV source,question,answer,rating (repeatable); split with --seed")
     m.add_argument("--test-csv", action="append", default=[],
                    help="a CSV that is the test split as it is (Maze-Hard's test.csv); --csv files are then train")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--overwrite", action="store_true")
-    m.add_argument("--quiet", action="store_true")
+    _add_build_flags(m)
     m.set_defaults(func=cmd_data_maze)
 
     a = dsub.add_parser("arc", help="build ARC-AGI-1 or -2 from Kaggle-format JSON")
@@ -487,9 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--task-limit", type=int, default=0, help="a seeded subset: N training and N/4 test tasks")
     a.add_argument("--force-overlap", action="store_true",
                    help="build even if test task ids are among the training tasks (their test outputs get trained on)")
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--overwrite", action="store_true")
-    a.add_argument("--quiet", action="store_true")
+    _add_build_flags(a)
     a.set_defaults(func=cmd_data_arc)
 
     tp = sub.add_parser("train", help="train a preset (or resume a run)")

@@ -58,7 +58,7 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
     exact_by_step = np.zeros(D, dtype=np.int64)
     cells_by_step = np.zeros(D, dtype=np.int64)
     total_cells = n_scored = 0  # rows without a scored cell (an ARC test output nobody knows) are not counted
-    halt_steps, halted_any, correct_at_halt, q_final_ok, final_exact, valid = [], [], [], [], [], []
+    halt_steps, halted_any, correct_at_halt, q_final_ok, final_exact, valid, scored = [], [], [], [], [], [], []
     preds, qs = [], []
     bar = tqdm(total=n, desc=desc, disable=not progress, leave=False, unit="puzzle")
     for s in range(0, n, batch_size):
@@ -85,7 +85,7 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
         at_halt = torch.where(halted, at_halt, exact)  # never halted: the answer after D steps
         halt_steps.append(halt_step.cpu()); halted_any.append(halted.cpu())
         correct_at_halt.append(at_halt.cpu()); q_final_ok.append(((out.q_halt > 0) == exact).cpu())
-        final_exact.append(exact.cpu())
+        final_exact.append(exact.cpu()); scored.append((n_cells > 0).cpu())
         if keep_predictions:
             preds.append(out.logits.argmax(-1).to(torch.uint8).cpu().numpy())
             qs.append(out.q_halt.float().cpu().numpy())
@@ -95,7 +95,9 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
     bar.close()
     model.train(was_training)
     halt_steps, halted_any = torch.cat(halt_steps).float(), torch.cat(halted_any)
-    correct_at_halt, q_final_ok = torch.cat(correct_at_halt), torch.cat(q_final_ok)
+    # the halting head is judged on the rows that have an answer to be right about
+    sc = torch.cat(scored)
+    correct_at_halt, q_final_ok, halted_any = torch.cat(correct_at_halt)[sc], torch.cat(q_final_ok)[sc], halted_any[sc]
     n_halted = int(halted_any.sum())
     by_rating = {}
     if "ratings" in split.extras:  # Sudoku: accuracy against the solver's guess count (difficulty)
@@ -116,11 +118,11 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
         "cell_accuracy": cells_by_step[-1] / max(total_cells, 1),
         "exact_accuracy_by_step": (exact_by_step / max(n_scored, 1)).round(6).tolist(),
         "cell_accuracy_by_step": (cells_by_step / max(total_cells, 1)).round(6).tolist(),
-        "exact_accuracy_at_halt": float(correct_at_halt.float().mean()),
+        "exact_accuracy_at_halt": float(correct_at_halt.float().sum()) / max(n_scored, 1),
         "mean_halt_steps": float(halt_steps.mean()),
-        "halt_rate": n_halted / n,
+        "halt_rate": n_halted / max(n_scored, 1),
         "halting_precision": float(correct_at_halt[halted_any].float().mean()) if n_halted else None,
-        "q_halt_accuracy": float(q_final_ok.float().mean()),
+        "q_halt_accuracy": float(q_final_ok.float().sum()) / max(n_scored, 1),
         "exact_accuracy_by_rating": by_rating,
         **extra,
     }

@@ -54,6 +54,20 @@ def test_eval_votes_and_writes_a_submission(capsys, run):
     assert code == 2 and len(err.strip().splitlines()) == 1
 
 
+def test_ptrm_on_arc_picks_within_each_version_then_votes(capsys, run, tmp_path):
+    """K rollouts per augmented version, best-Q within each, then the usual vote across versions (PTRM on ARC)."""
+    d, data, test_id = run
+    code, out, _ = trm(capsys, "eval", "--checkpoint", d / "run", "--data", data, "--json", "--sampler", "ptrm-arc",
+                       "--K", "3", "--D", "2", "--submission", tmp_path / "sub.json")
+    m = json.loads(out)
+    assert code == 0 and m["sampler"]["K"] == 3 and m["sampler"]["sigma"] == 0.2 and m["sampler"]["D"] == 2
+    assert {"pass@1", "pass@2"} <= set(m["arc"]) and (tmp_path / "sub.json").is_file()
+    assert m["scores"][-1]["pass@K"] >= m["scores"][-1]["best-q@K"]  # row level, before the vote
+    code, out, _ = trm(capsys, "solve", d / "task.json", "--checkpoint", d / "run", "--json", "--K", "2",
+                       "--sigma", "0.2")
+    assert code == 0 and json.loads(out)["versions"] == 2
+
+
 def test_solve_prints_two_attempts(capsys, run, tmp_path):
     d, _, test_id = run
     code, out, _ = trm(capsys, "solve", d / "task.json", "--checkpoint", d / "run", "--json")

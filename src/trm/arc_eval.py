@@ -145,9 +145,14 @@ def oracle(dataset_dir) -> dict:
 
 @torch.no_grad()
 def predict(model, inputs: np.ndarray, puzzle_ids: np.ndarray, *, D: int | None = None, dtype: str = "auto",
-            batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The answers after D supervision steps (no early halting, as in evaluation) and their q_halt logits."""
+            batch_size: int = 256, sampler=None) -> tuple[np.ndarray, np.ndarray]:
+    """The answers after D supervision steps (no early halting, as in evaluation) and their q_halt logits.
+    With a trm.sampling.SamplerConfig: K rollouts per version and the one its select rule picks (PTRM)."""
     from .evaluate import rollout
+    if sampler is not None:
+        from .sampling import sample
+        r = sample(model, inputs, puzzle_ids, sampler, dtype=dtype, keep_selected=True)
+        return r.selected, r.selected_q
     device = model.y_init.device
     D = D or model.cfg.N_sup
     preds, qs = [], []

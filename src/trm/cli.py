@@ -103,6 +103,10 @@ def cmd_presets(args) -> None:
         print(f"{p.name:20s} {p.about}")
         print(f"{'':20s} mixer={m.mixer} d={m.d} L={m.L} n={m.n} T={m.T} N_sup={m.N_sup} batch={p.train.batch_size} "
               f"steps={p.train.steps} lr={p.train.lr} data={p.data.get('path', '-')}")
+    from .sampling import SAMPLER_PRESETS
+    print("\ntest-time samplers (trm eval / solve / sweep --sampler NAME; flags override):")
+    for name, (about, c) in SAMPLER_PRESETS.items():
+        print(f"{name:20s} K={c.K} sigma={c.sigma:g} D={c.D} noise={c.noise} select={c.select}: {about}")
 
 
 def cmd_params(args) -> None:
@@ -251,6 +255,9 @@ def cmd_eval(args) -> None:
                         f"(seq_len {model.cfg.seq_len}, vocab {model.cfg.vocab_size})")
     if args.D is not None and args.D < 1:
         raise UserError("--D must be >= 1")
+    sampler = _sampler_config(args, model)
+    if sampler is not None:
+        return _eval_sampled(args, model, ds, sampler, is_arc)
     torch.manual_seed(0)
     m = evaluate(model, ds[args.split], D=args.D, batch_size=args.batch_size, dtype=args.dtype, limit=args.limit,
                  progress=not (args.quiet or args.json), validity=validator(ds.meta),
@@ -272,6 +279,136 @@ def cmd_eval(args) -> None:
         if m["exact_accuracy_by_rating"]:
             print("exact accuracy by rating (solver guesses): " + ", ".join(
                 f"{k}: {v['exact_accuracy']:.3f} (n={v['n']})" for k, v in m["exact_accuracy_by_rating"].items()))
+
+
+# --- test-time scaling (trm.sampling) --------------------------------------------------------------------
+SAMPLER_FLAGS = ("K", "sigma", "noise", "select", "stop_after", "stop_margin")
+
+
+def _add_sampler_flags(p: argparse.ArgumentParser, sweep: bool = False) -> None:
+    g = p.add_argument_group("test-time scaling (PTRM: K noisy rollouts, one picked; any of these turns it on)")
+    g.add_argument("--sampler", default=None, help="the papers' settings: ptrm-sudoku, ptrm-maze, ptrm-arc "
+                   "(trm presets lists them); the flags below override")
+    if not sweep:
+        g.add_argument("--K", type=int, default=None, help="rollouts per puzzle (ARC: per augmented version)")
+        g.add_argument("--sigma", type=float, default=None, help="std of the Gaussian noise (paper: 0.2-1.0)")
+        g.add_argument("--noise", default=None, choices=["z", "y", "init"],
+                       help="z (paper) or y: added before every supervision step; init: the initial state only")
+        g.add_argument("--select", default=None, choices=["best-q", "mode", "q-vote"],
+                       help="which rollout's answer counts: highest final q_halt (paper), most frequent answer, "
+                       "or the answer with the largest sum of sigmoid(q_halt)")
+        g.add_argument("--stop-after", type=int, default=None,
+                       help="freeze a rollout once q_halt > --stop-margin for this many steps in a row (saves "
+                       "compute; the paper runs all D steps)")
+        g.add_argument("--stop-margin", type=float, default=None)
+    g.add_argument("--seeds", default=None, help="comma-separated noise seeds, results averaged (default 0)")
+    g.add_argument("--max-rows", type=int, default=0,
+                   help="rollout rows (puzzles x K) per forward pass (default: what fits in --memory-gb)")
+    g.add_argument("--memory-gb", type=float, default=1.0, help="memory bound of the rollout state (default 1)")
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated integers, not '{text}'") from None
+
+
+def _float_list(text: str, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated numbers, not '{text}'") from None
+
+
+def _sampler_config(args, model):
+    """The SamplerConfig the flags ask for, or None when no test-time-scaling flag was given."""
+    from .sampling import SamplerConfig, get_sampler_preset
+    given = {k: getattr(args, k) for k in SAMPLER_FLAGS if getattr(args, k, None) is not None}
+    if args.sampler is None and not given and args.seeds is None:
+        return None
+    cfg = get_sampler_preset(args.sampler) if args.sampler else SamplerConfig()
+    for k, v in given.items():
+        setattr(cfg, k, v)
+    if args.D is not None:
+        cfg.D = args.D
+    cfg.D = cfg.D or model.cfg.N_sup
+    cfg.validate()
+    if args.max_rows < 0 or not args.memory_gb > 0:
+        raise UserError("--max-rows must be >= 0 and --memory-gb > 0")
+    return cfg
+
+
+def _eval_sampled(args, model, ds, cfg, is_arc: bool) -> None:
+    """trm eval with a sampler: every selection rule and pass@K at cfg.K, the deterministic run beside them,
+    averaged over --seeds; on ARC also the task-level vote of the --select answers (first seed)."""
+    import numpy as np
+
+    from .sampling import SamplerConfig, mean_over_seeds, rescued, sample, score
+    split = ds[args.split]
+    n = min(len(split), args.limit) if args.limit else len(split)
+    seeds = _int_list(args.seeds, "--seeds") if args.seeds else [0]
+    inputs, labels, ids = (np.asarray(a[:n]) for a in (split.inputs, split.labels, split.puzzle_ids))
+    common = dict(labels=labels, max_rows=args.max_rows, memory_gb=args.memory_gb, dtype=args.dtype,
+                  progress=not (args.quiet or args.json))
+    det = sample(model, inputs, ids, SamplerConfig(K=1, D=cfg.D), desc="deterministic", **common)
+    runs = [sample(model, inputs, ids, cfg, seed=s, keep_selected=is_arc and i == 0, desc=f"seed {s}", **common)
+            for i, s in enumerate(seeds)]
+    Ks = sorted({1, cfg.K})
+    m = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, "n": n,
+         "sampler": {**vars(cfg), "seeds": seeds}, "deterministic": score(det, [1])[0],
+         "scores": mean_over_seeds([score(r, Ks) for r in runs]),
+         "rescued": mean_over_seeds([rescued(r, det, [cfg.K]) for r in runs])[0]}
+    if is_arc:
+        m["arc"] = _arc_votes(args, split, runs[0].selected, runs[0].selected_q)
+    if args.json:
+        print(json.dumps(m))
+        return
+    s, d, res = m["scores"][-1], m["deterministic"], m["rescued"]
+    pm = lambda k: f"{s[k]:.4f}" + (f" +- {s[k + ' std']:.4f}" if f"{k} std" in s else "")  # noqa: E731
+    print(f"{n} puzzles, D={cfg.D}, K={cfg.K} rollouts, noise on {cfg.noise} sigma {cfg.sigma:g}, "
+          f"seeds {','.join(map(str, seeds))} (mean +- std over seeds)")
+    print(f"  deterministic (K=1, sigma 0)  exact {d['best-q@K']:.4f}  cells {d['best-q cell accuracy']:.4f}")
+    for k, what in (("best-q@K", "highest final q_halt"), ("mode@K", "most frequent answer"),
+                    ("q-vote@K", "sum of sigmoid(q_halt)"), ("pass@K", "any rollout right: the oracle bound")):
+        print(f"  {k:10s} {pm(k):>18s}   {what}{'   <- --select' if k.startswith(cfg.select) else ''}")
+    if res["det_failures"]:
+        print(f"  of the {res['det_failures']} puzzles the deterministic run fails: {res['rescued_by_any']:.1%} "
+              f"solved by some rollout, {res['rescued_by_best_q']:.1%} by best-Q")
+    print(f"  network calls per puzzle: {s['calls_per_puzzle']:.0f} (deterministic {d['calls_per_puzzle']:.0f}"
+          + (f"; the early stop saves {1 - s['calls_per_puzzle'] / s['full_calls_per_puzzle']:.1%} of "
+             f"{s['full_calls_per_puzzle']}" if cfg.stop_after else "") + ")")
+    if "arc" in m:
+        r = m["arc"]
+        print(f"ARC ({r['tasks']} tasks, {r['pairs']} test pairs, {cfg.select} of K in each version, then the "
+              f"vote): " + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.startswith("pass@")))
+
+
+def cmd_sweep(args) -> None:
+    from .checkpoint import load_model, resolve_checkpoint
+    from .data.format import load_dataset
+    from .runtime import pick_device
+    from .sweep import SweepConfig, run_sweep, table
+    ds = load_dataset(args.data)
+    device = pick_device(args.device)
+    model, _ = load_model(args.checkpoint, device)
+    if ds.seq_len != model.cfg.seq_len or ds.vocab_size != model.cfg.vocab_size:
+        raise UserError(f"dataset {args.data} does not fit the model (seq_len/vocab)")
+    cfg = SweepConfig(Ks=_int_list(args.K, "--K"), sigmas=_float_list(args.sigma, "--sigma"),
+                      Ds=_int_list(args.D, "--D") if args.D else [model.cfg.N_sup],
+                      noises=[v for v in args.noise.split(",") if v], seeds=_int_list(args.seeds or "0,1,2", "--seeds"),
+                      stop_after=_int_list(args.stop_after, "--stop-after") if args.stop_after else [],
+                      stop_margin=args.stop_margin, limit=args.limit)
+    if args.sampler:  # the paper's point is always in the grid
+        from .sampling import get_sampler_preset
+        p = get_sampler_preset(args.sampler)
+        cfg.Ks, cfg.sigmas, cfg.Ds = (sorted({*cfg.Ks, p.K}), sorted({*cfg.sigmas, p.sigma}),
+                                      sorted({*cfg.Ds, p.D}))
+    out = Path(args.out) if args.out else resolve_checkpoint(args.checkpoint).parent / "sweep"
+    r = run_sweep(model, ds[args.split], cfg, out, dtype=args.dtype, max_rows=args.max_rows,
+                  memory_gb=args.memory_gb, progress=not args.quiet, log=(lambda *a: None) if args.quiet else print)
+    print(table(r))
+    print(f"written: {out / 'sweep.csv'}, {out / 'sweep.json'}, " + ", ".join(Path(p).name for p in r["plots"]))
 
 
 def _arc_oracle(args) -> None:
@@ -313,7 +450,8 @@ def _solve_arc(args, model, cfg) -> None:
         raise UserError("--augments must be >= 1")
     task = arc.load_task_file(args.puzzle)
     data = args.data or cfg.get("train", {}).get("data")
-    r = arc_eval.solve(model, task, data, augments=args.augments, D=args.D, dtype=args.dtype)
+    sampler = _sampler_config(args, model)
+    r = arc_eval.solve(model, task, data, augments=args.augments, D=args.D, dtype=args.dtype, sampler=sampler)
     if args.json:
         print(json.dumps(r))
         return
@@ -372,6 +510,9 @@ def cmd_solve(args) -> None:
             puzzle = sudoku.parse_puzzle(_read_puzzle_arg(args.puzzle), size)
         except ValueError as e:
             raise UserError(f"bad puzzle: {e}") from None
+    sampler = _sampler_config(args, model)
+    if sampler is not None:
+        return _solve_sampled(args, model, puzzle, size, sampler)
     D = args.D or model.cfg.N_sup
     inputs = torch.from_numpy(sudoku.encode(puzzle)[None].astype("int64")).to(device)
     ids = torch.zeros(1, dtype=torch.long, device=device)
@@ -404,6 +545,44 @@ def cmd_solve(args) -> None:
         "NOT valid: " + ", ".join(w for w, ok in (("breaks the rules", obeys), ("changes givens", keeps)) if not ok))
     print(f"{verdict}; {step} supervision step{'s' if step > 1 else ''}, Q confidence {confidence:.3f} "
           f"(q_halt {q:+.2f}), {seconds * 1000:.0f} ms")
+
+
+def _solve_sampled(args, model, puzzle, size: int, cfg) -> None:
+    """One Sudoku with K noisy rollouts: the answer --select picks, and how the rollouts split."""
+    import numpy as np
+    import torch
+
+    from .data import sudoku
+    from .sampling import _fingerprint, sample
+    if args.trace:
+        raise UserError("--trace follows one deterministic rollout; leave out the sampler flags to use it")
+    seed = _int_list(args.seeds, "--seeds")[0] if args.seeds else 0
+    t0 = time.perf_counter()
+    r = sample(model, sudoku.encode(puzzle)[None], np.zeros(1, np.int64), cfg, seed=seed, keep_selected=True,
+               max_rows=args.max_rows, memory_gb=args.memory_gb, dtype=args.dtype)
+    seconds = time.perf_counter() - t0
+    solution = sudoku.decode(r.selected[0])
+    ids = r.answer[0, -1]
+    agree = int((ids == int(_fingerprint(torch.from_numpy(r.selected[:1].astype(np.int64)))[0])).sum())
+    obeys, keeps = sudoku.is_solution(solution, size), sudoku.keeps_givens(puzzle, solution)
+    result = {"solution": "".join(str(int(v)) for v in solution), "valid": bool(obeys and keeps),
+              "obeys_rules": bool(obeys), "keeps_givens": bool(keeps), "steps": cfg.D, "K": cfg.K,
+              "sigma": cfg.sigma, "noise": cfg.noise, "select": cfg.select, "seed": seed,
+              "q_halt": float(r.selected_q[0]), "confidence": float(1 / (1 + np.exp(-r.selected_q[0]))),
+              "rollouts_agreeing": agree, "distinct_answers": int(len(np.unique(ids))),
+              "seconds": round(seconds, 4)}
+    if args.json:
+        print(json.dumps(result))
+        return
+    print("puzzle:")
+    print(sudoku.format_grid(puzzle, size))
+    print(f"model's answer ({cfg.select} of {cfg.K} rollouts, noise on {cfg.noise} sigma {cfg.sigma:g}, "
+          f"D={cfg.D}):")
+    print(sudoku.format_grid(solution, size))
+    verdict = "a valid solution" if result["valid"] else (
+        "NOT valid: " + ", ".join(w for w, ok in (("breaks the rules", obeys), ("changes givens", keeps)) if not ok))
+    print(f"{verdict}; {agree} of {cfg.K} rollouts give this answer ({result['distinct_answers']} distinct), "
+          f"q_halt {result['q_halt']:+.2f}, {seconds * 1000:.0f} ms")
 
 
 def _trace(puzzle, size: int, answers: list) -> list[dict]:
@@ -517,7 +696,28 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--device", default="auto")
     ep.add_argument("--json", action="store_true", help="print one JSON object")
     ep.add_argument("--quiet", action="store_true")
+    _add_sampler_flags(ep)
     ep.set_defaults(func=cmd_eval)
+
+    wp = sub.add_parser("sweep", help="test-time scaling curves: accuracy against K, sigma, D and network calls")
+    wp.add_argument("--checkpoint", required=True, help="run directory or checkpoint directory")
+    wp.add_argument("--data", required=True, help="dataset directory (its labels score every rollout)")
+    wp.add_argument("--split", default="test")
+    wp.add_argument("--out", default=None, help="folder for sweep.csv/json and the plots (default: RUN/sweep); "
+                    "finished runs are cached there, so a killed sweep resumes")
+    wp.add_argument("--K", default="1,5,10,25,100", help="rollouts per puzzle (one run at the largest K)")
+    wp.add_argument("--sigma", default="0.1,0.3,1.0", help="noise stds (one run each; 0 = the deterministic run)")
+    wp.add_argument("--D", default=None, help="supervision steps (one run at the largest; default N_sup)")
+    wp.add_argument("--noise", default="z", help="comma-separated placements: z, y, init")
+    wp.add_argument("--stop-after", default=None,
+                    help="comma-separated early-stop rules to price (steps in a row with q_halt > --stop-margin)")
+    wp.add_argument("--stop-margin", type=float, default=0.0)
+    wp.add_argument("--limit", type=int, default=0, help="only the first N puzzles")
+    wp.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
+    wp.add_argument("--device", default="auto")
+    wp.add_argument("--quiet", action="store_true")
+    _add_sampler_flags(wp, sweep=True)
+    wp.set_defaults(func=cmd_sweep)
 
     sv = sub.add_parser("solve", help="solve one Sudoku, or one ARC task (two attempts), with a checkpoint")
     sv.add_argument("puzzle", nargs="?",
@@ -534,6 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
     sv.add_argument("--device", default="auto")
     sv.add_argument("--json", action="store_true")
+    _add_sampler_flags(sv)
     sv.set_defaults(func=cmd_solve)
     return p
 
@@ -547,6 +748,8 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already printed on one line
         return int(e.code or 0)
+    from .runtime import tune_allocator
+    tune_allocator()
     try:
         args.func(args)
     except (UserError, CheckpointError, DatasetError) as e:

@@ -35,6 +35,25 @@ def cpu_has_fast_bf16() -> bool:
     return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
 
+def tune_allocator() -> bool:
+    """Keep freed tensor memory in the heap instead of returning it to the OS (glibc on Linux).
+
+    glibc serves blocks over its mmap threshold with fresh mmaps and unmaps them on free, so every large
+    activation of a no-grad rollout is page-faulted in again: evaluating a 6x6 checkpoint on 200 puzzles spent
+    32 of its 86 CPU seconds in the kernel. Raising the thresholds (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD,
+    M_TOP_PAD) made that 0.5 s, same results. Returns False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, 32 << 20) and libc.mallopt(-1, 1 << 30) and libc.mallopt(-2, 256 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> str:
     """'auto' = bf16 on GPUs and on CPUs with hardware bf16, else fp32."""
     if dtype not in ("auto", "bf16", "fp32"):

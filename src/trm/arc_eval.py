@@ -143,7 +143,7 @@ def oracle(dataset_dir) -> dict:
     return result
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model, inputs: np.ndarray, puzzle_ids: np.ndarray, *, D: int | None = None, dtype: str = "auto",
             batch_size: int = 256, sampler=None) -> tuple[np.ndarray, np.ndarray]:
     """The answers after D supervision steps (no early halting, as in evaluation) and their q_halt logits.

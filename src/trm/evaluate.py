@@ -20,7 +20,7 @@ def _batch(split: Split, s: int, e: int, device):
     return take(split.inputs), take(split.labels), take(split.puzzle_ids)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def rollout(model: TRM, inputs: torch.Tensor, puzzle_ids: torch.Tensor, D: int, *, dtype: str = "auto",
             stop_when_halted: bool = False):
     """Run up to D supervision steps from the initial carry; yields (step, carry, StepOutput) after each.
@@ -41,7 +41,7 @@ def rollout(model: TRM, inputs: torch.Tensor, puzzle_ids: torch.Tensor, D: int, 
             return
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int = 256, dtype: str = "auto",
              limit: int = 0, progress: bool = False, desc: str = "eval", validity=None,
              keep_predictions: bool = False) -> dict:

@@ -73,7 +73,8 @@ def test_memory_bound_chunks_the_rows(tiny):
     assert max(seen) <= 64 and sum(seen) == 2 * P * 100  # every row ran both steps, never more than 64 at once
     assert r.q.shape == (P, 1, 100)
     # the default bound follows the memory budget, and a row's estimate covers its state
-    assert default_max_rows(model, 2.0) == 2 * default_max_rows(model, 1.0)
+    assert default_max_rows(model, 2.0, "cuda") == 2 * default_max_rows(model, 1.0, "cuda")
+    assert default_max_rows(model, 1e-4) < default_max_rows(model, 1.0) <= default_max_rows(model, 1.0, "cuda")
     assert bytes_per_row(model) >= 3 * model.cfg.total_len * model.cfg.d * 4
 
 

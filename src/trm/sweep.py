@@ -150,16 +150,20 @@ def plot(result: dict, out: Path) -> list[Path]:
     paths = []
     colours = {"best-q@K": "C0", "mode@K": "C1", "q-vote@K": "C2", "pass@K": "C3"}
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sel = sorted((r for r in noisy if r["D"] == D0 and r["sigma"] == sig0 and r["noise"] == nz0), key=lambda r: r["K"])
-    for m in METRICS:
-        ax.errorbar([r["K"] for r in sel], [r[m] for r in sel], yerr=[r.get(f"{m} std", 0) for r in sel],
-                    marker="o", ms=4, capsize=2, label=m, color=colours[m])
-    ax.axhline(det[D0]["best-q@K"], color="k", ls="--", lw=1, label="deterministic")
-    ax.plot([1], [det[D0]["best-q@K"]], "k*", ms=12)
-    ax.set(xscale="log", xlabel="K (rollouts per puzzle)", ylabel="exact accuracy",
-           title=f"noise on {nz0}, sigma {sig0:g}, D {D0}, n {result['n']}")
-    ax.legend(fontsize=8)
+    Ds = sorted(cfg["Ds"])[-4:]
+    fig, axes = plt.subplots(1, len(Ds), figsize=(4.2 * len(Ds), 3.8), squeeze=False)
+    for ax, D in zip(axes[0], Ds):
+        sel = sorted((r for r in noisy if r["D"] == D and r["sigma"] == sig0 and r["noise"] == nz0),
+                     key=lambda r: r["K"])
+        for m in METRICS:
+            ax.errorbar([r["K"] for r in sel], [r[m] for r in sel], yerr=[r.get(f"{m} std", 0) for r in sel],
+                        marker="o", ms=4, capsize=2, label=m, color=colours[m])
+        ax.axhline(det[D]["best-q@K"], color="k", ls="--", lw=1, label="deterministic")
+        ax.plot([1], [det[D]["best-q@K"]], "k*", ms=12)
+        ax.set(xscale="log", xlabel="K (rollouts per puzzle)", ylabel="exact accuracy", title=f"D {D}")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"noise on {nz0}, sigma {sig0:g}, {result['n']} puzzles, mean over {len(cfg['seeds'])} seed(s)",
+                 fontsize=10)
     paths.append(_savefig(fig, out / "acc_vs_K.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -176,22 +180,25 @@ def plot(result: dict, out: Path) -> list[Path]:
     ax.legend(fontsize=8)
     paths.append(_savefig(fig, out / "acc_vs_sigma.png"))
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for nz in cfg["noises"]:
-        for s in cfg["sigmas"]:
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    styles = ["-", "--", ":", "-."]
+    for c, (nz, s) in enumerate((nz, s) for nz in cfg["noises"] for s in cfg["sigmas"] if s > 0):
+        for i, D in enumerate(sorted(cfg["Ds"])):
             for stop in [0, *cfg["stop_after"]]:
+                if stop and D != D0:
+                    continue  # early stops are priced at the largest D only
                 sel = sorted((r for r in rows if not r["deterministic"] and r["noise"] == nz and r["sigma"] == s
-                              and r["stop_after"] == stop and r["D"] == D0), key=lambda r: r["K"])
+                              and r["stop_after"] == stop and r["D"] == D), key=lambda r: r["K"])
                 if sel:
-                    ax.plot([r["calls_per_puzzle"] for r in sel], [r["best-q@K"] for r in sel],
-                            marker="o" if not stop else "x", ms=4, ls="-" if not stop else "--",
-                            label=f"{nz} sigma {s:g}" + (f", stop after {stop}" if stop else ""))
+                    ax.plot([r["calls_per_puzzle"] for r in sel], [r["best-q@K"] for r in sel], color=f"C{c}",
+                            marker="x" if stop else "o", ms=4, ls=styles[i % 4] if not stop else (0, (1, 3)),
+                            label=f"{nz} sigma {s:g} D {D}" + (f" stop after {stop}" if stop else ""))
     dd = sorted(det.values(), key=lambda r: r["D"])
     ax.plot([r["calls_per_puzzle"] for r in dd], [r["best-q@K"] for r in dd], "k*-", ms=10,
             label="deterministic (D grid)")
-    ax.set(xscale="log", xlabel="network calls per puzzle", ylabel="best-Q@K exact accuracy",
-           title=f"accuracy against test-time compute (D {D0})")
-    ax.legend(fontsize=7)
+    ax.set(xscale="log", xlabel="network calls per puzzle (K x steps run x T(n+1))",
+           ylabel="best-Q@K exact accuracy", title="accuracy against test-time compute (points: K)")
+    ax.legend(fontsize=6, ncol=2)
     paths.append(_savefig(fig, out / "acc_vs_compute.png"))
     return paths
 

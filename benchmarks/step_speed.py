@@ -2,10 +2,16 @@
 
     python benchmarks/step_speed.py                       # every preset that fits the device, ~10 s each
     python benchmarks/step_speed.py --presets sudoku6-cpu --dtype fp32 --seconds 20
+    python benchmarks/step_speed.py --presets sudoku-extreme-mlp --peer --solve   # + the PyPI peer, solve latency
 
 Prints samples x supervision-steps per second, the achieved model FLOP/s (analytic count, trm.model.flops)
 and, measured in the same run, this machine's square matmul rate in fp32 and bf16, so the fraction of the
 hardware each step reaches can be read off. A benchmark, not a test: nothing here asserts a speed.
+
+--peer also times the `tiny-recursive-model` package from PyPI (`pip install -e '.[bench]'`) on the same task
+size: its TinyRecursiveModel with its MLPMixer1D(dim=512, depth=2, seq_len=81), n=6, T=3, one supervision step
+(forward + backward + AdamW), at the same batch and dtype, with its FLOPs counted the same way. --solve times
+`trm solve`'s path for one 9x9 puzzle with the paper-size MLP model (all 16 steps, no halting: the worst case).
 """
 
 from __future__ import annotations
@@ -90,6 +96,54 @@ def bench_preset(name, device, dtype, batch, seconds, compile_):
             "eval_gflops": eval_step_flops(cfg, B) / t_eval / 1e9}
 
 
+def peer_call_flops(B: int, dim: int = 512, depth: int = 2, seq_len: int = 81, exp: float = 4.0,
+                    exp_token: float = 0.5) -> int:
+    """One call of the peer's MLPMixer1D: per layer a token mix seq_len -> exp*dim -> seq_len (1x1 convs over the
+    sequence axis, for every channel) and a channel mix dim -> exp_token*dim -> dim."""
+    ht, hc = int(exp * dim), int(exp_token * dim)
+    return B * depth * (2 * dim * 2 * seq_len * ht + 2 * seq_len * 2 * dim * hc)
+
+
+def bench_peer(device, dtype, B, seconds, n=6, T=3, vocab=10, seq_len=81, dim=512):
+    try:
+        from tiny_recursive_model import MLPMixer1D, TinyRecursiveModel
+    except ImportError:
+        raise SystemExit("--peer needs the tiny-recursive-model package: pip install -e '.[bench]'") from None
+    model = TinyRecursiveModel(dim=dim, num_tokens=vocab, network=MLPMixer1D(dim=dim, depth=2, seq_len=seq_len),
+                               num_refinement_blocks=T, num_latent_refinements=n).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    seq = torch.randint(0, vocab, (B, seq_len), device=device)
+    labels = torch.randint(0, vocab, (B, seq_len), device=device)
+    y0, z0 = model.get_initial()
+
+    def step():
+        with autocast(device, dtype):
+            loss, *_ = model(seq, y0, z0, labels=labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    t = timed(step, device, seconds, warmup=1)
+    call = peer_call_flops(B, dim, 2, seq_len)
+    flops = (T - 1) * (n + 1) * call + 3 * ((n + 1) * call + B * 2 * seq_len * dim * vocab)
+    return {"preset": "peer: tiny-recursive-model MLPMixer1D", "batch": B, "dtype": dtype, "train_step_s": t,
+            "train_samples_x_steps_per_s": B / t, "train_gflops": flops / t / 1e9,
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def bench_solve(device, dtype, seconds):
+    """Seconds for one 9x9 puzzle through the path `trm solve` takes (16 supervision steps of the paper MLP)."""
+    from trm.evaluate import rollout
+    model = TRM(get_preset("sudoku-extreme-mlp").model).to(device).eval()
+    inputs = torch.randint(1, 11, (1, 81), device=device)
+    ids = torch.zeros(1, dtype=torch.long, device=device)
+
+    def solve():
+        for _ in rollout(model, inputs, ids, model.cfg.N_sup, dtype=dtype):
+            pass
+    return timed(solve, device, seconds, warmup=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="*", default=None,
@@ -102,6 +156,9 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seconds", type=float, default=10.0, help="time spent on each measurement")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--peer", action="store_true", help="also time the tiny-recursive-model package (see above)")
+    ap.add_argument("--peer-batch", type=int, default=64)
+    ap.add_argument("--solve", action="store_true", help="also time one 9x9 solve with the paper-size model")
     ap.add_argument("--json", default="", help="also write the results to this JSON file")
     args = ap.parse_args()
     device = pick_device(args.device)
@@ -127,10 +184,27 @@ def main():
         print(f"{name:20s} {r['batch']:5d} {r['train_step_s']:12.3f} {r['train_samples_x_steps_per_s']:14.1f} "
               f"{r['train_gflops']:8.1f} {100 * r['train_gflops'] * 1e9 / ref:5.1f} {r['eval_step_s']:11.3f} "
               f"{r['eval_samples_x_steps_per_s']:13.1f} {r['eval_gflops']:8.1f}", flush=True)
+    extra = {}
+    if args.peer:
+        r = bench_peer(device, dtype, args.peer_batch, args.seconds)
+        rows.append(r)
+        print(f"{'peer (PyPI)':20s} {r['batch']:5d} {r['train_step_s']:12.3f} {r['train_samples_x_steps_per_s']:14.1f} "
+              f"{r['train_gflops']:8.1f} {100 * r['train_gflops'] * 1e9 / ref:5.1f}   ({r['params']} parameters)")
+        ours = bench_preset("sudoku-extreme-mlp", device, dtype, args.peer_batch, args.seconds, args.compile)
+        rows.append(ours)
+        extra["ours_over_peer_flops"] = ours["train_gflops"] / r["train_gflops"]
+        extra["ours_over_peer_samples"] = ours["train_samples_x_steps_per_s"] / r["train_samples_x_steps_per_s"]
+        print(f"sudoku-extreme-mlp at batch {args.peer_batch}: {ours['train_gflops']:.1f} GFLOP/s, "
+              f"{extra['ours_over_peer_flops']:.2f}x the peer's FLOP/s, {extra['ours_over_peer_samples']:.2f}x its "
+              f"samples x steps/s")
+    if args.solve:
+        extra["solve_9x9_paper_mlp_s"] = bench_solve(device, dtype, args.seconds)
+        print(f"trm solve path, one 9x9 puzzle, paper MLP model, 16 steps: {extra['solve_9x9_paper_mlp_s']:.3f} s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": str(device), "dtype": dtype, "matmul_gflops": {k: v / 1e9 for k, v in rates.items()},
-                       "rows": rows}, f, indent=2)
+            json.dump({"device": str(device), "dtype": dtype, "threads": torch.get_num_threads(),
+                       "torch": torch.__version__, "matmul_gflops": {k: v / 1e9 for k, v in rates.items()},
+                       "rows": rows, **extra}, f, indent=2)
 
 
 if __name__ == "__main__":

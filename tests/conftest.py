@@ -24,3 +24,31 @@ def make_sort_dataset(path, n_train=256, n_test=64, seq_len=8, vocab=6, seed=0):
 @pytest.fixture
 def sort_data(tmp_path):
     return make_sort_dataset(tmp_path / "sort")
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `trm ARGS...` in-process: returns (exit code, stdout, stderr)."""
+    from trm.cli import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return run
+
+
+# a model as small as the CLI allows: the commands are under test, not learning
+TINY = ["--d", "16", "--heads", "2", "--n", "1", "--T", "1", "--N_sup", "2", "--puzzle_emb_dim", "16",
+        "--batch_size", "8", "--eval_every", "0", "--dtype", "fp32", "--quiet"]
+
+
+def tiny_sudoku_run(tmp_path_factory, size: int, generate: int, test: int):
+    """A Sudoku dataset from the generator and a 2-step checkpoint of the sudoku{size}-cpu preset on it."""
+    from trm.cli import main
+    from trm.data.sudoku import build_sudoku
+    d = tmp_path_factory.mktemp(f"sudoku{size}")
+    data = build_sudoku(d / "data", size=size, generate=generate, test=test, workers=1, progress=False)
+    assert main(["train", "--preset", f"sudoku{size}-cpu", "--data", str(data), "--out", str(d / "run"),
+                 "--steps", "2", *TINY]) == 0
+    return d / "run", data

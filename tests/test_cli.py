@@ -9,37 +9,28 @@ import pytest
 from trm.cli import main
 from trm.data.sudoku import build_sudoku
 
+from conftest import TINY, tiny_sudoku_run
+
 PUZZLE = "4.....8.5.3..........7......2.....6.....8.4......1.......6.3.7.5..2.....1.4......"
-TINY = ["--d", "16", "--heads", "2", "--n", "1", "--T", "1", "--N_sup", "2", "--puzzle_emb_dim", "16",
-        "--batch_size", "8", "--eval_every", "0", "--dtype", "fp32", "--quiet"]
 
-
-def trm(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
 def run9(tmp_path_factory):
     """A 9x9 checkpoint (2 steps of a tiny model: the CLI is under test here, not learning)."""
-    d = tmp_path_factory.mktemp("cli")
-    data = build_sudoku(d / "data", size=9, generate=12, test=4, workers=1, progress=False)
-    assert main(["train", "--preset", "sudoku9-cpu", "--data", str(data), "--out", str(d / "run"), "--steps", "2",
-                 *TINY]) == 0
-    return d / "run", data
+    return tiny_sudoku_run(tmp_path_factory, 9, generate=12, test=4)
 
 
 @pytest.mark.parametrize("preset, want", [("sudoku-extreme-mlp", "5028866"), ("sudoku-extreme-att", "6828034")])
-def test_params_last_line(capsys, preset, want):
-    code, out, _ = trm(capsys, "params", "--preset", preset)
+def test_params_last_line(cli, preset, want):
+    code, out, _ = cli("params", "--preset", preset)
     lines = out.strip().splitlines()
     assert code == 0 and lines[-1] == want
     assert any("puzzle-embedding table" in ln for ln in lines)
 
 
-def test_presets_lists_the_named_runs(capsys):
-    _, out, _ = trm(capsys, "presets")
+def test_presets_lists_the_named_runs(cli):
+    _, out, _ = cli("presets")
     for name in ("sudoku-extreme-mlp", "sudoku-extreme-att", "sudoku6-cpu", "sudoku9-cpu"):
         assert name in out
 
@@ -55,9 +46,9 @@ def test_run_records(run9):
         assert (run / "checkpoint" / f).is_file()
 
 
-def test_eval_json(capsys, run9):
+def test_eval_json(cli, run9):
     run, data = run9
-    code, out, _ = trm(capsys, "eval", "--checkpoint", run, "--data", data, "--json", "--D", "5")
+    code, out, _ = cli("eval", "--checkpoint", run, "--data", data, "--json", "--D", "5")
     m = json.loads(out)
     assert code == 0 and {"exact_accuracy", "cell_accuracy", "mean_halt_steps", "halting_precision"} <= set(m)
     assert len(m["exact_accuracy_by_step"]) == 5  # D beyond the training N_sup = 2
@@ -65,7 +56,7 @@ def test_eval_json(capsys, run9):
 
 
 @pytest.mark.parametrize("form", ["flat", "zeros", "grid", "file"])
-def test_solve_json(capsys, run9, tmp_path, form):
+def test_solve_json(cli, run9, tmp_path, form):
     run, _ = run9
     text = {"flat": PUZZLE, "zeros": PUZZLE.replace(".", "0"), "file": PUZZLE,
             "grid": "\n".join(PUZZLE[r * 9:r * 9 + 9] for r in range(9))}[form]
@@ -73,14 +64,14 @@ def test_solve_json(capsys, run9, tmp_path, form):
     if form == "file":
         arg = tmp_path / "p.txt"
         arg.write_text(text + "\n")
-    code, out, _ = trm(capsys, "solve", "--checkpoint", run, "--json", arg)
+    code, out, _ = cli("solve", "--checkpoint", run, "--json", arg)
     d = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and len(d["solution"]) == 81 and isinstance(d["valid"], bool)
     assert {"steps", "confidence", "obeys_rules", "keeps_givens"} <= set(d)
 
 
-def test_solve_trace_shows_every_step(capsys, run9):
-    code, out, _ = trm(capsys, "solve", "--checkpoint", run9[0], "--json", "--trace", "--no-halt", "--D", "3", PUZZLE)
+def test_solve_trace_shows_every_step(cli, run9):
+    code, out, _ = cli("solve", "--checkpoint", run9[0], "--json", "--trace", "--no-halt", "--D", "3", PUZZLE)
     d = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and d["steps"] == 3 and len(d["trace"]) == 3
     final = [int(c) for c in d["solution"]]
@@ -89,7 +80,7 @@ def test_solve_trace_shows_every_step(capsys, run9):
     from trm.data.sudoku import parse_puzzle, solve
     truth = solve(parse_puzzle(PUZZLE), 9)[0][0]
     assert d["trace"][-1]["wrong_cells"] == sum(a != b for a, b in zip(final, truth))
-    code, out, _ = trm(capsys, "solve", "--checkpoint", run9[0], "--trace", "--no-halt", "--D", "2", PUZZLE)
+    code, out, _ = cli("solve", "--checkpoint", run9[0], "--trace", "--no-halt", "--D", "2", PUZZLE)
     assert code == 0 and "step  2: q_halt" in out
 
 
@@ -98,22 +89,22 @@ def test_solve_trace_shows_every_step(capsys, run9):
     (PUZZLE[:10] + "?" + PUZZLE[11:], "stray character"),
     ("44" + PUZZLE[2:], "two 4s in row 1"),
 ])
-def test_solve_refuses_bad_puzzles(capsys, run9, puzzle, words):
-    code, out, err = trm(capsys, "solve", "--checkpoint", run9[0], puzzle)
+def test_solve_refuses_bad_puzzles(cli, run9, puzzle, words):
+    code, out, err = cli("solve", "--checkpoint", run9[0], puzzle)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_refuses_missing_truncated_and_mismatched_checkpoints(capsys, run9, tmp_path):
-    code, _, err = trm(capsys, "solve", "--checkpoint", tmp_path / "nothing", PUZZLE)
+def test_refuses_missing_truncated_and_mismatched_checkpoints(cli, run9, tmp_path):
+    code, _, err = cli("solve", "--checkpoint", tmp_path / "nothing", PUZZLE)
     assert code == 2 and len(err.strip().splitlines()) == 1
     broken = tmp_path / "broken"
     subprocess.run(["cp", "-r", str(run9[0]), str(broken)], check=True)
     w = broken / "checkpoint" / "model.safetensors"
     w.write_bytes(w.read_bytes()[:1000])
-    code, _, err = trm(capsys, "solve", "--checkpoint", broken, PUZZLE)
+    code, _, err = cli("solve", "--checkpoint", broken, PUZZLE)
     assert code == 2 and len(err.strip().splitlines()) == 1
     four = build_sudoku(tmp_path / "four", size=4, generate=10, test=3, workers=1, progress=False)
-    code, _, err = trm(capsys, "eval", "--checkpoint", run9[0], "--data", four)
+    code, _, err = cli("eval", "--checkpoint", run9[0], "--data", four)
     assert code == 2 and "does not fit the model" in err
 
 
@@ -127,16 +118,16 @@ def test_refuses_missing_truncated_and_mismatched_checkpoints(capsys, run9, tmp_
     (["train", "--preset", "sudoku6-cpu", "--lr", "fast"], "invalid float value"),
     (["data", "sudoku", "--out", "x", "--generate", "5", "--train", "-1"], "--train must be >= 0"),
 ])
-def test_one_line_errors(capsys, argv, words):
-    code, _, err = trm(capsys, *argv)
+def test_one_line_errors(cli, argv, words):
+    code, _, err = cli(*argv)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
 
 
-def test_train_refuses_an_existing_run_and_resumes_it(capsys, run9):
+def test_train_refuses_an_existing_run_and_resumes_it(cli, run9):
     run, data = run9
-    code, _, err = trm(capsys, "train", "--preset", "sudoku9-cpu", "--data", data, "--out", run, *TINY)
+    code, _, err = cli("train", "--preset", "sudoku9-cpu", "--data", data, "--out", run, *TINY)
     assert code == 2 and "--resume" in err
-    code, out, _ = trm(capsys, "train", "--resume", run, "--steps", "3", "--quiet")
+    code, out, _ = cli("train", "--resume", run, "--steps", "3", "--quiet")
     assert code == 0 and "resuming" in out and "step 3" in out
 
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from trm.cli import main
 from trm.data.format import Split
-from trm.data.sudoku import build_sudoku
 from trm.evaluate import evaluate
 from trm.model import TRM, Carry, ModelConfig
 from trm.sampling import (SamplerConfig, _pick, _stream, bytes_per_row, default_max_rows, early_stopped, rescued,
                           sample, score)
 from trm.sweep import SweepConfig, run_sweep
+
+from conftest import tiny_sudoku_run
 
 P, L = 12, 8
 
@@ -181,28 +181,15 @@ def test_sweep_writes_table_and_plots_and_resumes(tiny, tmp_path, monkeypatch):
 
 
 # --- the command line ------------------------------------------------------------------------------------
-TINY = ["--d", "16", "--heads", "2", "--n", "1", "--T", "1", "--N_sup", "2", "--puzzle_emb_dim", "16",
-        "--batch_size", "8", "--eval_every", "0", "--dtype", "fp32", "--quiet"]
-
-
 @pytest.fixture(scope="module")
 def run6(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ptrm")
-    data = build_sudoku(d / "data", size=6, generate=16, test=6, workers=1, progress=False)
-    assert main(["train", "--preset", "sudoku6-cpu", "--data", str(data), "--out", str(d / "run"), "--steps", "2",
-                 *TINY]) == 0
-    return d / "run", data
+    return tiny_sudoku_run(tmp_path_factory, 6, generate=16, test=6)
 
 
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
-
-def test_eval_with_a_sampler_reports_every_rule(capsys, run6):
+def test_eval_with_a_sampler_reports_every_rule(cli, run6):
     run_dir, data = run6
-    code, out, _ = cli(capsys, "eval", "--checkpoint", run_dir, "--data", data, "--K", 4, "--sigma", 0.3,
+    code, out, _ = cli("eval", "--checkpoint", run_dir, "--data", data, "--K", 4, "--sigma", 0.3,
                        "--seeds", "0,1", "--D", 3, "--json")
     assert code == 0
     m = json.loads(out)
@@ -210,18 +197,18 @@ def test_eval_with_a_sampler_reports_every_rule(capsys, run6):
     assert s["K"] == 4 and s["seeds"] == 2 and s["pass@K"] >= s["best-q@K"]
     assert {"best-q@K", "mode@K", "q-vote@K", "pass@K"} <= set(s) and "best-q@K std" in s
     # K=1 sigma 0 through the CLI is the plain evaluation
-    _, out1, _ = cli(capsys, "eval", "--checkpoint", run_dir, "--data", data, "--K", 1, "--D", 3, "--json")
-    _, out0, _ = cli(capsys, "eval", "--checkpoint", run_dir, "--data", data, "--D", 3, "--json")
+    _, out1, _ = cli("eval", "--checkpoint", run_dir, "--data", data, "--K", 1, "--D", 3, "--json")
+    _, out0, _ = cli("eval", "--checkpoint", run_dir, "--data", data, "--D", 3, "--json")
     assert json.loads(out1)["scores"][-1]["best-q@K"] == json.loads(out0)["exact_accuracy"]
 
 
-def test_solve_and_sweep_from_the_command_line(capsys, run6, tmp_path):
+def test_solve_and_sweep_from_the_command_line(cli, run6, tmp_path):
     run_dir, data = run6
-    code, out, _ = cli(capsys, "solve", "--checkpoint", run_dir, "--data", data, "--index", 0, "--K", 5,
+    code, out, _ = cli("solve", "--checkpoint", run_dir, "--data", data, "--index", 0, "--K", 5,
                        "--sigma", 0.3, "--select", "mode", "--json")
     r = json.loads(out)
     assert code == 0 and r["K"] == 5 and 1 <= r["rollouts_agreeing"] <= 5 and len(r["solution"]) == 36
-    code, out, _ = cli(capsys, "sweep", "--checkpoint", run_dir, "--data", data, "--K", "1,2", "--sigma", "0.3",
+    code, out, _ = cli("sweep", "--checkpoint", run_dir, "--data", data, "--K", "1,2", "--sigma", "0.3",
                        "--D", "2", "--seeds", "0", "--out", tmp_path / "sw", "--quiet")
     assert code == 0 and "best-q@K" in out and (tmp_path / "sw" / "acc_vs_compute.png").is_file()
 
@@ -233,7 +220,7 @@ def test_solve_and_sweep_from_the_command_line(capsys, run6, tmp_path):
     (["--seeds", "a,b"], "--seeds takes"),
     (["--K", "2", "--memory-gb", "0"], "--memory-gb"),
 ])
-def test_sampler_flags_refuse_bad_values(capsys, run6, argv, words):
+def test_sampler_flags_refuse_bad_values(cli, run6, argv, words):
     run_dir, data = run6
-    code, out, err = cli(capsys, "eval", "--checkpoint", run_dir, "--data", data, *argv)
+    code, out, err = cli("eval", "--checkpoint", run_dir, "--data", data, *argv)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1

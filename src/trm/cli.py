@@ -736,6 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--json", action="store_true")
     _add_sampler_flags(sv)
     sv.set_defaults(func=cmd_solve)
+    from .analysis.cli import add_parser as add_analyze_parser
+    add_analyze_parser(sub)
     return p
 
 

@@ -16,7 +16,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .data import arc
 from .data.format import DatasetError, Split, load_dataset
@@ -143,27 +142,14 @@ def oracle(dataset_dir) -> dict:
     return result
 
 
-@torch.inference_mode()
 def predict(model, inputs: np.ndarray, puzzle_ids: np.ndarray, *, D: int | None = None, dtype: str = "auto",
-            batch_size: int = 256, sampler=None) -> tuple[np.ndarray, np.ndarray]:
-    """The answers after D supervision steps (no early halting, as in evaluation) and their q_halt logits.
-    With a trm.sampling.SamplerConfig: K rollouts per version and the one its select rule picks (PTRM)."""
-    from .evaluate import rollout
-    if sampler is not None:
-        from .sampling import sample
-        r = sample(model, inputs, puzzle_ids, sampler, dtype=dtype, keep_selected=True)
-        return r.selected, r.selected_q
-    device = model.y_init.device
-    D = D or model.cfg.N_sup
-    preds, qs = [], []
-    for s in range(0, len(inputs), batch_size):
-        x = torch.from_numpy(np.asarray(inputs[s:s + batch_size]).astype(np.int64)).to(device)
-        ids = torch.from_numpy(np.asarray(puzzle_ids[s:s + batch_size]).astype(np.int64)).to(device)
-        for _, _, out in rollout(model, x, ids, D, dtype=dtype):
-            pass
-        preds.append(out.logits.argmax(-1).to(torch.uint8).cpu().numpy())
-        qs.append(out.q_halt.float().cpu().numpy())
-    return np.concatenate(preds), np.concatenate(qs)
+            sampler=None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's answer after D supervision steps (all D, as in evaluation) and its q_halt logit. With a
+    trm.sampling.SamplerConfig: K rollouts per version and the one its select rule picks (PTRM); without, the
+    one deterministic rollout (K = 1, sigma 0) of the same sampler."""
+    from .sampling import SamplerConfig, sample
+    r = sample(model, inputs, puzzle_ids, sampler or SamplerConfig(K=1, D=D or 0), dtype=dtype, keep_selected=True)
+    return r.selected, r.selected_q
 
 
 def solve(model, task: arc.Task, dataset_dir=None, *, augments: int = 8, seed: int = 0, **predict_args) -> dict:

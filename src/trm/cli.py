@@ -553,7 +553,7 @@ def _solve_sampled(args, model, puzzle, size: int, cfg) -> None:
     import torch
 
     from .data import sudoku
-    from .sampling import _fingerprint, sample
+    from .sampling import fingerprint, sample
     if args.trace:
         raise UserError("--trace follows one deterministic rollout; leave out the sampler flags to use it")
     seed = _int_list(args.seeds, "--seeds")[0] if args.seeds else 0
@@ -563,7 +563,7 @@ def _solve_sampled(args, model, puzzle, size: int, cfg) -> None:
     seconds = time.perf_counter() - t0
     solution = sudoku.decode(r.selected[0])
     ids = r.answer[0, -1]
-    agree = int((ids == int(_fingerprint(torch.from_numpy(r.selected[:1].astype(np.int64)))[0])).sum())
+    agree = int((ids == int(fingerprint(torch.from_numpy(r.selected[:1].astype(np.int64)))[0])).sum())
     obeys, keeps = sudoku.is_solution(solution, size), sudoku.keeps_givens(puzzle, solution)
     result = {"solution": "".join(str(int(v)) for v in solution), "valid": bool(obeys and keeps),
               "obeys_rules": bool(obeys), "keeps_givens": bool(keeps), "steps": cfg.D, "K": cfg.K,

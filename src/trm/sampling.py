@@ -91,7 +91,7 @@ class Rollouts:
 _HASH_W: dict[tuple, torch.Tensor] = {}
 
 
-def _fingerprint(pred: torch.Tensor) -> torch.Tensor:
+def fingerprint(pred: torch.Tensor) -> torch.Tensor:
     """A 64-bit id of each row's answer (random linear hash modulo 2^64: equal answers, equal ids; a collision
     between different answers has probability about 2^-64)."""
     key = (pred.shape[-1], pred.device)
@@ -219,7 +219,7 @@ def sample(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
                 j = steps.index(t)
                 pc, kc = p_of.cpu().numpy(), k_of.cpu().numpy()
                 q[pc, j, kc] = last_q.cpu().numpy()
-                answer[pc, j, kc] = _fingerprint(last_pred).cpu().numpy()
+                answer[pc, j, kc] = fingerprint(last_pred).cpu().numpy()
                 steps_run[pc, j, kc] = ran.cpu().numpy()
                 if lab is not None:
                     mask = lab != IGNORE

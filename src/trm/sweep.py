@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +117,6 @@ def run_sweep(model, split: Split, cfg: SweepConfig, out_dir, *, dtype: str = "a
 
 def _at(r: Rollouts, Ds) -> Rollouts:
     """The rollouts at the recorded steps Ds only."""
-    from dataclasses import replace
     j = [r.steps.index(D) for D in sorted(Ds)]
     pick = lambda a: None if a is None else a[:, j]  # noqa: E731
     return replace(r, steps=sorted(Ds), q=pick(r.q), answer=pick(r.answer), steps_run=pick(r.steps_run),

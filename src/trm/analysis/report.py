@@ -146,7 +146,7 @@ def _mode_lines(ax, values, modes, label_fmt="{m} (n={n})", log=False, start=1):
         ax.legend(fontsize=7)
 
 
-def _fig_steps(plt, f: dict):
+def _fig_steps(plt, f: dict, r: dict):
     fig, axs = plt.subplots(2, 2, layout="constrained", figsize=(10, 7))
     x = np.arange(1, f["D"] + 1)
     ax = axs[0, 0]
@@ -166,7 +166,7 @@ def _fig_steps(plt, f: dict):
     return fig
 
 
-def _fig_landscape(plt, f: dict):
+def _fig_landscape(plt, f: dict, r: dict):
     fig, axs = plt.subplots(2, 2, layout="constrained", figsize=(11, 9))
     for row, name in enumerate(("y", "z")):
         xy = f[f"pca_{name}"]  # (P, D, 2)
@@ -193,7 +193,7 @@ def _fig_landscape(plt, f: dict):
     return fig
 
 
-def _fig_puzzles(plt, f: dict):
+def _fig_puzzles(plt, f: dict, r: dict):
     items = f.get("pca_puzzles", [])
     if not items:
         return None
@@ -214,7 +214,7 @@ def _fig_puzzles(plt, f: dict):
     return fig
 
 
-def _fig_init_rollouts(plt, f: dict):
+def _fig_init_rollouts(plt, f: dict, r: dict):
     ir = f.get("init_rollouts")
     if ir is None or len(ir["y_mean"]) == 0:
         return None
@@ -274,7 +274,7 @@ def _fig_attractors(plt, f: dict, r: dict):
     return fig
 
 
-def _fig_lyapunov(plt, f: dict):
+def _fig_lyapunov(plt, f: dict, r: dict):
     fig, axs = plt.subplots(1, 2, layout="constrained", figsize=(10, 3.8))
     d = f["pair_dist"]
     x = np.arange(d.shape[1])
@@ -302,7 +302,7 @@ def _fig_lyapunov(plt, f: dict):
     return fig
 
 
-def _fig_sae(plt, f: dict):
+def _fig_sae(plt, f: dict, r: dict):
     s = f.get("sae")
     if s is None:
         return None
@@ -326,7 +326,7 @@ def _fig_sae(plt, f: dict):
     return fig
 
 
-def _fig_interventions(plt, r: dict):
+def _fig_interventions(plt, f: dict, r: dict):
     iv = r["interventions"]
     if "latent_noise" not in iv and "more_steps" not in iv:
         return None
@@ -360,7 +360,7 @@ def _col_median(a: np.ndarray) -> np.ndarray:
     return np.array([np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in a.T])
 
 
-def _fig_latent(plt, f: dict):
+def _fig_latent(plt, f: dict, r: dict):
     ch = f.get("latent_change")
     if ch is None:
         return None
@@ -382,24 +382,24 @@ def _fig_latent(plt, f: dict):
     return fig
 
 
-FIGURES = (  # file, builder, the finding that interprets it, caption
-    ("steps.png", lambda plt, f, r: _fig_steps(plt, f), "accuracy",
+FIGURES = (  # file, builder(plt, figure data, results), the finding that interprets it, caption
+    ("steps.png", _fig_steps, "accuracy",
      "Accuracy, loss, q_halt and the step-to-step move of the state over the supervision steps."),
-    ("landscape_across.png", lambda plt, f, r: _fig_landscape(plt, f), "pca",
+    ("landscape_across.png", _fig_landscape, "pca",
      "PCA of every trajectory on shared axes (mean over cells of y and z), coloured by step and by outcome."),
-    ("landscape_puzzles.png", lambda plt, f, r: _fig_puzzles(plt, f), "hypothesis",
+    ("landscape_puzzles.png", _fig_puzzles, "hypothesis",
      "Per-puzzle PCA of the full y over steps (colour: cell accuracy; black edge: q_halt > 0)."),
-    ("attractors.png", lambda plt, f, r: _fig_attractors(plt, f, r), "attractors",
+    ("attractors.png", _fig_attractors, "attractors",
      "How far the state still moves at the end, and the fixed point / cycle / neither classification."),
-    ("lyapunov.png", lambda plt, f, r: _fig_lyapunov(plt, f), "lyapunov",
+    ("lyapunov.png", _fig_lyapunov, "lyapunov",
      "Divergence of two runs started eps apart, and the finite-time largest Lyapunov exponents."),
-    ("sae.png", lambda plt, f, r: _fig_sae(plt, f), "sae",
+    ("sae.png", _fig_sae, "sae",
      "Sparse-autoencoder features of z across steps, and when the active set stops changing."),
-    ("init_rollouts.png", lambda plt, f, r: _fig_init_rollouts(plt, f), "initialisation",
+    ("init_rollouts.png", _fig_init_rollouts, "initialisation",
      "Failures rerun from noisy initial states, in each puzzle's PCA, and how far rollouts drift apart."),
-    ("interventions.png", lambda plt, f, r: _fig_interventions(plt, r), "interventions",
+    ("interventions.png", _fig_interventions, "interventions",
      "Escape rates of the deterministic failures."),
-    ("latent_steps.png", lambda plt, f, r: _fig_latent(plt, f), "latent",
+    ("latent_steps.png", _fig_latent, "latent",
      "Inside the supervision steps: how much each call of f changes its output."),
 )
 

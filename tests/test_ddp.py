@@ -39,6 +39,10 @@ def test_two_processes_match_one(sort_data, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert (a[k] - b[k]).abs().max() < 1e-4, (k, (a[k] - b[k]).abs().max())
+    # the puzzle embeddings (sign-SGD on the rows a batch touched, all-reduced apart from the weights) moved
+    # from their zero start, and identically: the loop above compared them too
+    emb = [k for k in a if k.startswith("puzzle_emb")]
+    assert emb and all(a[k].abs().amax(-1).gt(0).sum() == 3 for k in emb)  # all 3 puzzle ids were trained
     # and the weights really moved: agreement is not that of two untouched initialisations
     three = tmp_path / "three"
     run([sys.executable, "-m", "trm.cli", "train", *ARGS, "--steps", "1", "--data", str(sort_data), "--out", str(three)])

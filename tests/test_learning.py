@@ -17,5 +17,7 @@ def test_4x4_sudoku_learns(tmp_path):
     result = Trainer(model, cfg, progress=False).fit()
     assert result["n"] == 200
     assert result["exact_accuracy"] >= 0.9, result["exact_accuracy"]
-    # deep supervision at work: the answer after the last step beats the one after the first
-    assert result["exact_accuracy_by_step"][-1] > result["exact_accuracy_by_step"][0]
+    # deep supervision at work: the answer after the last step beats the one after the first, unless the
+    # first is already perfect (seen with some float orderings: 4x4 is easy)
+    first, last = result["exact_accuracy_by_step"][0], result["exact_accuracy_by_step"][-1]
+    assert last > first or first == last == 1.0, (first, last)

@@ -5,7 +5,7 @@ import torch
 
 from trm.losses import softmax_cross_entropy, stablemax_cross_entropy
 from trm.model import TRM, ModelConfig, count_parameters
-from trm.model.layers import swiglu_hidden, trunc_normal_
+from trm.model.layers import SequenceSwiGLU, SwiGLU, rms_norm, swiglu_hidden, trunc_normal_
 from trm.presets import get_preset
 
 
@@ -32,6 +32,29 @@ def test_maze_and_arc_parameter_counts(vocab, want):
 
 def test_swiglu_hidden_matches_reference():
     assert swiglu_hidden(512, 4) == 1536 and swiglu_hidden(97, 4) == 512
+
+
+def test_fast_swiglus_equal_the_reference_formulation():
+    # the layers skip the reference's transposes and chunk; values and every gradient must not change
+    torch.manual_seed(0)
+    seq, chan = SequenceSwiGLU(13, 4.0, 1e-5).double(), SwiGLU(24, 4.0).double()
+    F = torch.nn.functional
+
+    def ref_seq(h):  # the reference: transpose to (B, d, L), one fused gate/up matmul, chunk, transpose back
+        gate, up = F.linear(h.transpose(1, 2), seq.gate_up.weight).chunk(2, -1)
+        return rms_norm(h + F.linear(F.silu(gate) * up, seq.down.weight).transpose(1, 2), 1e-5, dim=-2)
+
+    def ref_chan(h):
+        gate, up = F.linear(h, chan.gate_up.weight).chunk(2, -1)
+        return F.linear(F.silu(gate) * up, chan.down.weight)
+
+    for module, ref in ((seq, ref_seq), (chan, ref_chan)):
+        h = torch.randn(3, 13, 24, dtype=torch.float64, requires_grad=True)
+        got, want = module(h), ref(h)
+        assert torch.allclose(got, want, atol=1e-12)
+        wrt = [h, *module.parameters()]
+        for a, b in zip(torch.autograd.grad(got.square().sum(), wrt), torch.autograd.grad(want.square().sum(), wrt)):
+            assert torch.allclose(a, b, atol=1e-10)
 
 
 def test_truncated_normal_has_the_requested_std():
@@ -77,6 +100,24 @@ def test_gradients_flow_only_through_the_last_cycle():
     _, o1 = m1(c1, torch.randint(0, 7, (3, 9)), torch.zeros(3, dtype=torch.long))
     o1.logits.float().sum().backward()
     assert c1.z.grad is not None
+
+
+@pytest.mark.parametrize("mixer,pos", [("mlp", "none"), ("attention", "rope")])
+def test_bf16_autocast_tracks_fp32(mixer, pos):
+    # the path `--dtype auto` takes on GPUs and bf16 CPUs: bf16 matmuls, fp32 weights, norms and gradients
+    from trm.runtime import autocast
+    torch.manual_seed(0)
+    m = tiny(mixer=mixer, pos=pos, T=1, n=1)  # 2 calls: a random-weight recursion amplifies rounding with depth
+    inputs, ids = torch.randint(0, 7, (4, 9)), torch.randint(0, 3, (4,))
+    _, ref = m(m.initial_carry(4), inputs, ids)
+    with autocast(torch.device("cpu"), "bf16"):
+        _, out = m(m.initial_carry(4), inputs, ids)
+    assert out.logits.dtype == torch.bfloat16 and out.q_halt.dtype == torch.float32
+    err = (out.logits.float() - ref.logits).abs().max() / ref.logits.abs().max()
+    assert 0 < err < 0.05  # bf16 rounding, not a different computation
+    out.logits.float().square().mean().backward()
+    grads = [p.grad for p in m.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
 
 
 def test_puzzle_embedding_prefix_and_reset():

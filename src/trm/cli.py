@@ -259,10 +259,13 @@ def cmd_eval(args) -> None:
     if sampler is not None:
         return _eval_sampled(args, model, ds, sampler, is_arc)
     torch.manual_seed(0)
+    t0 = time.perf_counter()
     m = evaluate(model, ds[args.split], D=args.D, batch_size=args.batch_size, dtype=args.dtype, limit=args.limit,
                  progress=not (args.quiet or args.json), validity=validator(ds.meta),
                  keep_predictions=ds.meta.get("task") == "arc")
-    m = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, **m}
+    seconds = time.perf_counter() - t0
+    m = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, **m,
+         "seconds": round(seconds, 3), "puzzles_per_second": round(m["n"] / seconds, 2)}
     if "predictions" in m:  # ARC: map every version's answer back and vote
         m["arc"] = _arc_votes(args, ds[args.split], m.pop("predictions"), m.pop("q_halt"))
     if args.json:
@@ -270,6 +273,8 @@ def cmd_eval(args) -> None:
     else:
         print(summary_line(m))
         print("exact accuracy by supervision step: " + " ".join(f"{a:.3f}" for a in m["exact_accuracy_by_step"]))
+        print(f"{m['n']} puzzles x {m['D']} steps in {seconds:.1f} s: {m['puzzles_per_second']:.1f} puzzles/s "
+              f"({device}, {torch.get_num_threads()} threads, batch {args.batch_size})")
         if "arc" in m:
             r = m["arc"]
             print(f"ARC ({r['tasks']} tasks, {r['pairs']} test pairs, votes of {r['votes']}): "
@@ -343,6 +348,7 @@ def _eval_sampled(args, model, ds, cfg, is_arc: bool) -> None:
     """trm eval with a sampler: every selection rule and pass@K at cfg.K, the deterministic run beside them,
     averaged over --seeds; on ARC also the task-level vote of the --select answers (first seed)."""
     import numpy as np
+    import torch
 
     from .sampling import SamplerConfig, mean_over_seeds, rescued, sample, score
     split = ds[args.split]
@@ -351,14 +357,19 @@ def _eval_sampled(args, model, ds, cfg, is_arc: bool) -> None:
     inputs, labels, ids = (np.asarray(a[:n]) for a in (split.inputs, split.labels, split.puzzle_ids))
     common = dict(labels=labels, max_rows=args.max_rows, memory_gb=args.memory_gb, dtype=args.dtype,
                   progress=not (args.quiet or args.json))
+    t0 = time.perf_counter()
     det = sample(model, inputs, ids, SamplerConfig(K=1, D=cfg.D), desc="deterministic", **common)
+    t1 = time.perf_counter()
     runs = [sample(model, inputs, ids, cfg, seed=s, keep_selected=is_arc and i == 0, desc=f"seed {s}", **common)
             for i, s in enumerate(seeds)]
+    t2 = time.perf_counter()
+    speed = {"deterministic_puzzles_per_second": round(n / (t1 - t0), 3),
+             "sampled_puzzles_per_second": round(n * len(seeds) / (t2 - t1), 3)}
     Ks = sorted({1, cfg.K})
     m = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, "n": n,
          "sampler": {**vars(cfg), "seeds": seeds}, "deterministic": score(det, [1])[0],
          "scores": mean_over_seeds([score(r, Ks) for r in runs]),
-         "rescued": mean_over_seeds([rescued(r, det, [cfg.K]) for r in runs])[0]}
+         "rescued": mean_over_seeds([rescued(r, det, [cfg.K]) for r in runs])[0], **speed}
     if is_arc:
         m["arc"] = _arc_votes(args, split, runs[0].selected, runs[0].selected_q)
     if args.json:
@@ -378,6 +389,9 @@ def _eval_sampled(args, model, ds, cfg, is_arc: bool) -> None:
     print(f"  network calls per puzzle: {s['calls_per_puzzle']:.0f} (deterministic {d['calls_per_puzzle']:.0f}"
           + (f"; the early stop saves {1 - s['calls_per_puzzle'] / s['full_calls_per_puzzle']:.1%} of "
              f"{s['full_calls_per_puzzle']}" if cfg.stop_after else "") + ")")
+    print(f"  speed: {m['sampled_puzzles_per_second']:.2f} puzzles/s with K={cfg.K}, deterministic "
+          f"{m['deterministic_puzzles_per_second']:.2f} puzzles/s ({model.y_init.device}, "
+          f"{torch.get_num_threads()} threads)")
     if "arc" in m:
         r = m["arc"]
         print(f"ARC ({r['tasks']} tasks, {r['pairs']} test pairs, {cfg.select} of K in each version, then the "

@@ -17,11 +17,9 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from trm.model import TRM
+from step_speed import build_steps  # this folder: the steps are timed and profiled the same way
 from trm.model.flops import eval_step_flops, train_step_flops
-from trm.optim import build_optimizer
-from trm.presets import get_preset
-from trm.runtime import autocast, pick_device, resolve_dtype, tune_allocator
+from trm.runtime import pick_device, resolve_dtype, tune_allocator
 
 MATMUL = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::_mkl", "mkldnn", "aten::_scaled_dot")
 
@@ -50,31 +48,7 @@ def main():
     tune_allocator()
     device = pick_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    p = get_preset(args.preset)
-    cfg, B = p.model, args.batch
-    model = TRM(cfg).to(device)
-    if args.compile:
-        model.f = torch.compile(model.f)
-    opt = build_optimizer(model.parameters(), name=p.train.optimizer, lr=1e-4, weight_decay=0.1, betas=(0.9, 0.95))
-    inputs = torch.randint(1, cfg.vocab_size, (B, cfg.seq_len), device=device)
-    labels = torch.randint(1, cfg.vocab_size, (B, cfg.seq_len), device=device)
-    ids = torch.zeros(B, dtype=torch.long, device=device)
-    carry = model.initial_carry(B, device)
-
-    def train_step():
-        model.train()
-        with autocast(device, dtype):
-            _, out = model(carry, inputs, ids)
-        loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), labels.flatten())
-        (loss + out.q_halt.sum()).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    def eval_step():
-        model.eval()
-        with torch.inference_mode(), autocast(device, dtype):
-            model(carry, inputs, ids)
-
+    cfg, B, train_step, eval_step = build_steps(args.preset, device, dtype, args.batch, args.compile)
     step = eval_step if args.eval else train_step
     step()  # warm-up (and compilation)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

@@ -75,7 +75,10 @@ def timed(fn, device, seconds, warmup=2) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def bench_preset(name, device, dtype, batch, seconds, compile_):
+def build_steps(name, device, dtype, batch=0, compile_=False):
+    """A preset's model on random tokens and its two steps as closures: (cfg, batch, train_step, eval_step).
+    Training step = one supervision step as `trm train` runs it (forward through T cycles, backward through the
+    last, optimizer); evaluation step = one supervision step without gradients."""
     p = get_preset(name)
     cfg = p.model
     model = TRM(cfg).to(device)
@@ -104,6 +107,11 @@ def bench_preset(name, device, dtype, batch, seconds, compile_):
         with autocast(device, dtype):
             model(carry, inputs, ids)
 
+    return cfg, B, train_step, eval_step
+
+
+def bench_preset(name, device, dtype, batch, seconds, compile_):
+    cfg, B, train_step, eval_step = build_steps(name, device, dtype, batch, compile_)
     t_train = timed(train_step, device, seconds)
     t_eval = timed(eval_step, device, seconds)
     return {"preset": name, "batch": B, "dtype": dtype,

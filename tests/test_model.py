@@ -55,17 +55,13 @@ def test_fast_swiglus_equal_the_reference_formulation():
         wrt = [h, *module.parameters()]
         for a, b in zip(torch.autograd.grad(got.square().sum(), wrt), torch.autograd.grad(want.square().sum(), wrt)):
             assert torch.allclose(a, b, atol=1e-10)
-    # without autograd the layers take in-place and fused paths (fp32): same values
+    # without autograd the SiLU product runs in place: same values
     seq, chan = seq.float(), chan.float()
     for module, ref in ((seq, ref_seq), (chan, ref_chan)):
         h = torch.randn(3, 13, 24)
         with torch.no_grad():
             fast = module(h)
         assert torch.allclose(fast, ref(h), atol=1e-5)
-    h = torch.randn(3, 13, 24)
-    with torch.inference_mode():
-        fused = rms_norm(h, 1e-5)
-    assert torch.allclose(fused, rms_norm(h.requires_grad_(True), 1e-5), atol=1e-6)
 
 
 def test_truncated_normal_has_the_requested_std():

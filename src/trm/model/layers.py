@@ -35,22 +35,16 @@ class Linear(nn.Linear):
             nn.init.zeros_(self.bias)
 
 
-def _no_autograd(*ts: torch.Tensor) -> bool:
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in ts))
-
-
 def rms_norm(h: torch.Tensor, eps: float = 1e-5, dim: int = -1) -> torch.Tensor:
     """Weightless RMSNorm computed in fp32, returned in the input dtype."""
-    if dim in (-1, h.dim() - 1) and h.dtype == torch.float32 and _no_autograd(h):
-        return F.rms_norm(h, h.shape[-1:], eps=eps)  # same values, one fused kernel (slower than this with autograd)
     h32 = h.float()
     return (h32 * torch.rsqrt(h32.square().mean(dim, keepdim=True) + eps)).to(h.dtype)
 
 
 def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """silu(gate) * up. Without autograd, in place in `gate` (a fresh matmul output): no new activation-sized
-    tensor, whose first touch costs more than the arithmetic on CPU (4x on the paper's (64, 512, 512))."""
-    if _no_autograd(gate, up):
+    """silu(gate) * up. Without autograd, in place in `gate` (a fresh matmul output): two activation-sized
+    tensors fewer to allocate and first-touch (benchmarks/layer_ops.py, docs/performance.md)."""
+    if not (torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad)):
         return F.silu(gate, inplace=True).mul_(up)
     return F.silu(gate) * up
 

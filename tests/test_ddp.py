@@ -7,6 +7,7 @@ gradient all-reduce differs, hence a float tolerance rather than bit equality.
 torchrun reads abbreviated options itself (`--d` would match its `--duplicate-...`): a `--` before the trm
 arguments hands them over untouched."""
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,8 @@ ARGS = ["--preset", "sudoku4-cpu", "--d", "32", "--heads", "2", "--n", "2", "--T
 def run(cmd):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    # a worker's own last words come before torchrun's summary of the failure: show both
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[:3000] + "\n...\n" + r.stderr[-1000:]
     return r.stdout
 
 
@@ -48,3 +50,7 @@ def test_two_processes_match_one(sort_data, tmp_path):
     run([sys.executable, "-m", "trm.cli", "train", *ARGS, "--steps", "1", "--data", str(sort_data), "--out", str(three)])
     c = load_file(three / "checkpoint" / "model.safetensors")
     assert max((a[k] - c[k]).abs().max() for k in a) > 1e-3
+    # the final evaluation ran on both ranks, a half each, and was gathered: the whole test split was scored
+    e1, e2 = (json.loads((d / "eval.json").read_text()) for d in (one, two))
+    assert e1["n"] == e2["n"] == 64
+    assert abs(e1["cell_accuracy"] - e2["cell_accuracy"]) <= 2 / (64 * 8)  # equal weights up to 1e-4

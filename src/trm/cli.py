@@ -756,6 +756,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .runtime import exit_worker
+    return exit_worker(_main(argv))  # a torchrun worker ends here, without the interpreter's teardown
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--"]:  # `torchrun ... -m trm.cli -- train ...` keeps torchrun off trm's options

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from .data.format import Split
@@ -41,88 +42,113 @@ def rollout(model: TRM, inputs: torch.Tensor, puzzle_ids: torch.Tensor, D: int, 
             return
 
 
-@torch.inference_mode()
 def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int = 256, dtype: str = "auto",
              limit: int = 0, progress: bool = False, desc: str = "eval", validity=None,
-             keep_predictions: bool = False) -> dict:
+             keep_predictions: bool = False, shard: tuple[int, int] = (0, 1)) -> dict:
     """Exact and cell accuracy after every supervision step, and how well the halting head would do.
 
     `validity(inputs, predictions)` (trm.data.validator) adds `valid_fraction`: the share of final answers that
     are correct answers even where they differ from the label (a maze's other shortest paths).
-    keep_predictions adds the final answers ("predictions", (n, L) uint8) and their "q_halt" (n,) for voting."""
+    keep_predictions adds the final answers ("predictions", (n, L) uint8) and their "q_halt" (n,) for voting.
+    shard=(rank, world): in a process group, every rank runs its own block of the rows and the blocks are
+    gathered in row order, so each rank returns the figures of one process running them all."""
+    D = D or model.cfg.N_sup
+    n = min(len(split), limit) if limit else len(split)
+    rank, world = shard
+    rows = score_rows(model, split, range(n * rank // world, n * (rank + 1) // world), D=D, batch_size=batch_size,
+                      dtype=dtype, progress=progress, desc=desc, validity=validity,
+                      keep_predictions=keep_predictions)
+    if world > 1:
+        blocks = [None] * world
+        dist.all_gather_object(blocks, rows)
+        rows = {k: np.concatenate([b[k] for b in blocks]) for k in rows}
+    return summarise(rows, split, D)
+
+
+@torch.inference_mode()
+def score_rows(model: TRM, split: Split, rows: range, *, D: int, batch_size: int = 256, dtype: str = "auto",
+               progress: bool = False, desc: str = "eval", validity=None,
+               keep_predictions: bool = False) -> dict[str, np.ndarray]:
+    """Run D supervision steps on split[rows]; what `summarise` needs, one entry per row."""
     was_training = model.training
     model.eval()
     device = model.y_init.device
-    D = D or model.cfg.N_sup
-    n = min(len(split), limit) if limit else len(split)
-    exact_by_step = np.zeros(D, dtype=np.int64)
-    cells_by_step = np.zeros(D, dtype=np.int64)
-    total_cells = n_scored = 0  # rows without a scored cell (an ARC test output nobody knows) are not counted
-    halt_steps, halted_any, correct_at_halt, q_final_ok, final_exact, valid, scored = [], [], [], [], [], [], []
-    preds, qs = [], []
-    bar = tqdm(total=n, desc=desc, disable=not progress, leave=False, unit="puzzle")
-    for s in range(0, n, batch_size):
-        e = min(n, s + batch_size)
+    out_rows = {k: [] for k in ("exact", "cells_ok", "n_cells", "halt_step", "halted", "at_halt", "q_final_ok")}
+    if validity is not None:
+        out_rows["valid"] = []
+    if keep_predictions:
+        out_rows.update(predictions=[], q_halt=[])
+    bar = tqdm(total=len(rows), desc=desc, disable=not progress, leave=False, unit="puzzle")
+    for s in range(rows.start, rows.stop, batch_size):
+        e = min(rows.stop, s + batch_size)
         inputs, labels, ids = _batch(split, s, e, device)
         mask = labels != IGNORE
         n_cells = mask.sum(-1)
-        total_cells += int(n_cells.sum())
-        n_scored += int((n_cells > 0).sum())
         B = e - s
         halt_step = torch.full((B,), D, device=device)
         halted = torch.zeros(B, dtype=torch.bool, device=device)
         at_halt = torch.zeros(B, dtype=torch.bool, device=device)
+        exact_steps, cells_steps = [], []
         for t, _, out in rollout(model, inputs, ids, D, dtype=dtype):
             cell_ok = (out.logits.argmax(-1) == labels) & mask
             n_ok = cell_ok.sum(-1)
-            exact = (n_ok == n_cells) & (n_cells > 0)
-            exact_by_step[t - 1] += int(exact.sum())
-            cells_by_step[t - 1] += int(n_ok.sum())
+            exact = (n_ok == n_cells) & (n_cells > 0)  # rows without a scored cell (unknown ARC outputs): never
+            exact_steps.append(exact); cells_steps.append(n_ok)
             newly = ~halted & (out.q_halt > 0)
             halt_step = torch.where(newly, t, halt_step)
             at_halt = torch.where(newly, exact, at_halt)
             halted |= newly
         at_halt = torch.where(halted, at_halt, exact)  # never halted: the answer after D steps
-        halt_steps.append(halt_step.cpu()); halted_any.append(halted.cpu())
-        correct_at_halt.append(at_halt.cpu()); q_final_ok.append(((out.q_halt > 0) == exact).cpu())
-        final_exact.append(exact.cpu()); scored.append((n_cells > 0).cpu())
+        for k, v in (("exact", torch.stack(exact_steps, 1)), ("cells_ok", torch.stack(cells_steps, 1)),
+                     ("n_cells", n_cells), ("halt_step", halt_step), ("halted", halted), ("at_halt", at_halt),
+                     ("q_final_ok", (out.q_halt > 0) == exact)):
+            out_rows[k].append(v.cpu().numpy())
         if keep_predictions:
-            preds.append(out.logits.argmax(-1).to(torch.uint8).cpu().numpy())
-            qs.append(out.q_halt.float().cpu().numpy())
+            out_rows["predictions"].append(out.logits.argmax(-1).to(torch.uint8).cpu().numpy())
+            out_rows["q_halt"].append(out.q_halt.float().cpu().numpy())
         if validity is not None:
-            valid.append(validity(inputs.cpu().numpy(), out.logits.argmax(-1).cpu().numpy()))
+            out_rows["valid"].append(validity(inputs.cpu().numpy(), out.logits.argmax(-1).cpu().numpy()))
         bar.update(B)
     bar.close()
     model.train(was_training)
-    halt_steps, halted_any = torch.cat(halt_steps).float(), torch.cat(halted_any)
-    # the halting head is judged on the rows that have an answer to be right about
-    sc = torch.cat(scored)
-    correct_at_halt, q_final_ok, halted_any = torch.cat(correct_at_halt)[sc], torch.cat(q_final_ok)[sc], halted_any[sc]
+    L = split.inputs.shape[1]
+    empty = {"exact": (0, D), "cells_ok": (0, D), "predictions": (0, L)}
+    return {k: np.concatenate(v) if v else np.zeros(empty.get(k, (0,)), dtype=bool if k != "predictions"
+                                                     else np.uint8) for k, v in out_rows.items()}
+
+
+def summarise(r: dict[str, np.ndarray], split: Split, D: int) -> dict:
+    """The figures of `evaluate` from its rows (split[0:n], in order)."""
+    n = len(r["n_cells"])
+    sc = r["n_cells"] > 0  # the halting head is judged on the rows that have an answer to be right about
+    n_scored, total_cells = int(sc.sum()), int(r["n_cells"].sum())
+    exact_by_step, cells_by_step = r["exact"].sum(0), r["cells_ok"].sum(0)
+    correct_at_halt, q_final_ok, halted_any = r["at_halt"][sc], r["q_final_ok"][sc], r["halted"][sc]
     n_halted = int(halted_any.sum())
     by_rating = {}
     if "ratings" in split.extras:  # Sudoku: accuracy against the solver's guess count (difficulty)
-        ratings, ok = np.asarray(split.extras["ratings"][:n]), torch.cat(final_exact).numpy()
+        ratings, ok = np.asarray(split.extras["ratings"][:n]), r["exact"][:, -1]
         for lo, hi in RATING_BUCKETS:
             sel = (ratings >= lo) & (ratings <= hi)
             if sel.any():
                 by_rating[f"{lo}-{hi}" if hi < 10**9 else f">={lo}"] = {"n": int(sel.sum()),
                                                                      "exact_accuracy": float(ok[sel].mean())}
-    extra = {"valid_fraction": float(np.concatenate(valid).mean())} if valid else {}
-    if keep_predictions:
-        extra.update(predictions=np.concatenate(preds), q_halt=np.concatenate(qs))
+    extra = {"valid_fraction": float(r["valid"].mean())} if "valid" in r and n else {}
+    if "predictions" in r:
+        extra.update(predictions=r["predictions"], q_halt=r["q_halt"])
     return {
         "n": n,
         "D": D,
         "n_scored": n_scored,
-        "exact_accuracy": exact_by_step[-1] / max(n_scored, 1),
-        "cell_accuracy": cells_by_step[-1] / max(total_cells, 1),
+        "exact_accuracy": int(exact_by_step[-1]) / max(n_scored, 1),
+        "cell_accuracy": int(cells_by_step[-1]) / max(total_cells, 1),
         "exact_accuracy_by_step": (exact_by_step / max(n_scored, 1)).round(6).tolist(),
         "cell_accuracy_by_step": (cells_by_step / max(total_cells, 1)).round(6).tolist(),
-        "exact_accuracy_at_halt": float(correct_at_halt.float().sum()) / max(n_scored, 1),
-        "mean_halt_steps": float(halt_steps.mean()),
+        "exact_accuracy_at_halt": int(correct_at_halt.sum()) / max(n_scored, 1),
+        "mean_halt_steps": float(r["halt_step"].astype(np.float64).mean()) if n else float("nan"),
         "halt_rate": n_halted / max(n_scored, 1),
-        "halting_precision": float(correct_at_halt[halted_any].float().mean()) if n_halted else None,
-        "q_halt_accuracy": float(q_final_ok.float().sum()) / max(n_scored, 1),
+        "halting_precision": float(correct_at_halt[halted_any].mean()) if n_halted else None,
+        "q_halt_accuracy": int(q_final_ok.sum()) / max(n_scored, 1),
         "exact_accuracy_by_rating": by_rating,
         **extra,
     }

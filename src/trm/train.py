@@ -7,13 +7,12 @@ to the initial y, z and refilled with the next examples of the shuffled, augment
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -189,9 +188,12 @@ class Trainer:
         if self.world > 1 and not cfg.freeze_weights:  # frozen: no gradients to average (sign-SGD syncs rows)
             # buffers are not broadcast: the tables stay equal through sign-SGD's gathered updates, and
             # broadcasting a 1.8 GB table every step would dominate the step
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False)
+            # (torch 2.13 deprecates broadcast_buffers; its successor still syncs the buffers at init)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*broadcast_buffers", category=FutureWarning)
+                self.net = torch.nn.parallel.DistributedDataParallel(
+                    self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    broadcast_buffers=False)
         self.opt = build_optimizer(self.model.parameters(), name=cfg.optimizer, lr=cfg.lr,
                                    weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
         self.emb_opt = (SignSGDEmbedding(self.model.puzzle_emb, lr=cfg.puzzle_emb_lr,
@@ -427,13 +429,10 @@ class Trainer:
             if prev is not None:
                 signal.signal(signal.SIGTERM, prev)
         self.save(self.elapsed_before + time.monotonic() - start)
-        result = None
-        if self.main:
-            with self._eval_threads():
-                result = self.final_eval(metrics_path, tb)
+        result = self.final_eval(metrics_path, tb)
         if tb is not None:
             tb.close()
-        if self.world > 1:  # leave the group on every rank: a process exiting inside it can abort under gloo
+        if self.world > 1:  # leave the group on every rank; the process then ends through runtime.exit_worker
             dist.barrier()
             dist.destroy_process_group()
         return result
@@ -456,43 +455,31 @@ class Trainer:
                 tqdm.write(f"time budget {self.cfg.time_budget:g} min at {s_per_step:.2f} s/step: the lr schedule "
                            f"now ends at step {self.horizon} (of {self.cfg.steps})")
 
-    @contextlib.contextmanager
-    def _eval_threads(self):
-        """Evaluation runs on rank 0 while the other ranks wait in a barrier: on CPU, rank 0 borrows their
-        threads meanwhile (2 ranks of 1 thread on 2 cores, 40 sudoku6-cpu steps and the final evaluation: 174 s
-        before, 113 s after; docs/performance.md)."""
-        n = torch.get_num_threads()
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-        if self.device.type == "cpu" and local > 1:
-            torch.set_num_threads(min(n * local, os.cpu_count() or n))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(n)
+    def _evaluate(self, model: TRM, **kw) -> dict:
+        """`evaluate` on the test split; in a process group every rank runs its share of the puzzles and all
+        get the figures of the whole split."""
+        return evaluate(model, self.test_split, batch_size=self.cfg.eval_batch_size, dtype=self.dtype,
+                        progress=self.progress and self.main, shard=(self.rank, self.world), **kw)
 
-    def final_eval(self, metrics_path: Path, tb=None) -> dict:
-        model = self.eval_model()
-        m = evaluate(model, self.test_split, batch_size=self.cfg.eval_batch_size, dtype=self.dtype,
-                     progress=self.progress, desc="final eval", validity=validator(self.data.meta))
+    def final_eval(self, metrics_path: Path, tb=None) -> dict | None:
+        """Every rank evaluates its share; the main process records the figures and returns them."""
+        m = self._evaluate(self.eval_model(), desc="final eval", validity=validator(self.data.meta))
         result = {"step": self.step, "weights": "ema" if self.ema_model is not None else "raw", **m}
         if self.ema_model is not None:  # short CPU runs: the raw weights can be ahead of a slow EMA
-            raw = evaluate(self.model, self.test_split, batch_size=self.cfg.eval_batch_size, dtype=self.dtype,
-                           progress=self.progress, desc="final eval (raw)")
+            raw = self._evaluate(self.model, desc="final eval (raw)")
             result["raw"] = {k: raw[k] for k in ("exact_accuracy", "cell_accuracy", "exact_accuracy_at_halt")}
+        if not self.main:
+            return None
         atomic_write_json(self.run_dir / "eval.json", result)
         self._log(metrics_path, tb, {"step": self.step, "final_eval": {k: result[k] for k in
                                                                      ("exact_accuracy", "cell_accuracy")}})
         return result
 
     def _periodic_eval(self, metrics_path: Path, tb) -> None:
+        m = self._evaluate(self.eval_model(), limit=self.cfg.eval_limit)
         if self.main:
-            with self._eval_threads():
-                m = evaluate(self.eval_model(), self.test_split, batch_size=self.cfg.eval_batch_size,
-                             dtype=self.dtype, limit=self.cfg.eval_limit)
             tqdm.write(f"step {self.step}: test {summary_line(m)}")
             self._log(metrics_path, tb, {"step": self.step, "eval": m})
-        if self.world > 1:
-            dist.barrier()
 
     def _metrics(self, acc: torch.Tensor, lr: float, samples_per_s: float) -> dict:
         loss, lm, qh, qc, slots, n_halt, n_exact, cell, nsteps, qacc = acc.tolist()

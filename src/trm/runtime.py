@@ -87,7 +87,7 @@ def exit_worker(code: int) -> int:
     """End a torchrun worker without the interpreter's teardown. DDP's reducer keeps the gloo process group
     alive past destroy_process_group (its threads survive it, whatever the Python side frees), and the C++
     static destructors at exit can then meet those threads: "terminate called without an active exception",
-    SIGABRT, after a run that had finished and saved (1 run in 8 of tests/test_ddp.py's command on a loaded
+    SIGABRT, after a run that had finished and saved (2 runs in 30 of tests/test_ddp.py's command on a loaded
     2-core machine). Outside a torchrun group this returns `code` untouched."""
     if not _joined_group:
         return code

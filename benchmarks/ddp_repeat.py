@@ -5,7 +5,7 @@
 A race shows in a fraction of runs, not in one: this is how the exit of torchrun workers was checked
 (docs/performance.md, section 7). --busy N starts N busy-loop processes beside the runs (a loaded machine is
 where the race showed). Prints each failure's first stderr line that names an abort, and the count.
-A stress script, not a test.
+A stress script, not a test (it needs the dev install: it reads tests/conftest.py and tests/test_ddp.py).
 """
 
 from __future__ import annotations
@@ -17,25 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from trm.data.format import write_dataset
-
-ARGS = ["--preset", "sudoku4-cpu", "--d", "32", "--heads", "2", "--n", "2", "--T", "2", "--N_sup", "3",
-        "--puzzle_emb_dim", "32", "--batch_size", "16", "--steps", "6", "--checkpoint_every", "3",
-        "--eval_every", "0", "--dtype", "fp32", "--ema", "0", "--warmup_steps", "1", "--quiet"]
-
-
-def toy_data(path: Path) -> Path:
-    """The test suite's sorting task: the label is the sorted input."""
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        x = rng.integers(2, 6, (n, 8)).astype(np.uint8)
-        return {"inputs": x, "labels": np.sort(x, axis=1), "puzzle_ids": rng.integers(0, 3, n).astype(np.int32)}
-
-    return write_dataset(path, {"task": "toy", "seq_len": 8, "vocab_size": 6, "num_puzzle_ids": 3},
-                         {"train": split(256), "test": split(64)})
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import make_sort_dataset  # noqa: E402  the test's own data and command, not copies
+from test_ddp import ARGS  # noqa: E402
 
 
 def main() -> int:
@@ -47,7 +31,7 @@ def main() -> int:
     fails = 0
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            data = toy_data(Path(tmp) / "data")
+            data = make_sort_dataset(Path(tmp) / "data")
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             for i in range(1, a.runs + 1):
                 out = Path(tmp) / f"run{i}"

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from trm.data.format import Split
-from trm.evaluate import evaluate, score_rows, summarise
+from trm.evaluate import evaluate, join_blocks, score_rows, summarise
 from trm.model import TRM, ModelConfig
 
 
@@ -46,7 +46,7 @@ def test_row_blocks_gathered_in_order_give_the_whole_evaluation():
     assert 0 < whole["exact_accuracy"] < 1
     kw = dict(D=3, dtype="fp32", keep_predictions=True, batch_size=5, validity=lambda x, p: p[:, 0] > 2)
     blocks = [score_rows(model, split, range(lo, hi), **kw) for lo, hi in ((0, 7), (7, 7), (7, 23))]
-    gathered = summarise({k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}, split, 3)
+    gathered = summarise(join_blocks(blocks), split, 3)
     assert gathered.keys() == whole.keys()
     for k in whole:
         if isinstance(whole[k], np.ndarray):

@@ -61,15 +61,23 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
     if world > 1:
         blocks = [None] * world
         dist.all_gather_object(blocks, rows)
-        rows = {k: np.concatenate([b[k] for b in blocks]) for k in rows}
+        rows = join_blocks(blocks)
+    if not rows:
+        raise ValueError("nothing to evaluate: the split has no rows")
     return summarise(rows, split, D)
+
+
+def join_blocks(blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """`score_rows` of consecutive row blocks, as one; an empty block (a rank with no rows) adds nothing."""
+    blocks = [b for b in blocks if b]
+    return {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]} if blocks else {}
 
 
 @torch.inference_mode()
 def score_rows(model: TRM, split: Split, rows: range, *, D: int, batch_size: int = 256, dtype: str = "auto",
                progress: bool = False, desc: str = "eval", validity=None,
                keep_predictions: bool = False) -> dict[str, np.ndarray]:
-    """Run D supervision steps on split[rows]; what `summarise` needs, one entry per row."""
+    """Run D supervision steps on split[rows]; what `summarise` needs, one entry per row ({} for no rows)."""
     was_training = model.training
     model.eval()
     device = model.y_init.device
@@ -111,10 +119,7 @@ def score_rows(model: TRM, split: Split, rows: range, *, D: int, batch_size: int
         bar.update(B)
     bar.close()
     model.train(was_training)
-    L = split.inputs.shape[1]
-    empty = {"exact": (0, D), "cells_ok": (0, D), "predictions": (0, L)}
-    return {k: np.concatenate(v) if v else np.zeros(empty.get(k, (0,)), dtype=bool if k != "predictions"
-                                                     else np.uint8) for k, v in out_rows.items()}
+    return {k: np.concatenate(v) for k, v in out_rows.items()} if len(rows) else {}
 
 
 def summarise(r: dict[str, np.ndarray], split: Split, D: int) -> dict:
@@ -133,7 +138,7 @@ def summarise(r: dict[str, np.ndarray], split: Split, D: int) -> dict:
             if sel.any():
                 by_rating[f"{lo}-{hi}" if hi < 10**9 else f">={lo}"] = {"n": int(sel.sum()),
                                                                      "exact_accuracy": float(ok[sel].mean())}
-    extra = {"valid_fraction": float(r["valid"].mean())} if "valid" in r and n else {}
+    extra = {"valid_fraction": float(r["valid"].mean())} if "valid" in r else {}
     if "predictions" in r:
         extra.update(predictions=r["predictions"], q_halt=r["q_halt"])
     return {
@@ -145,7 +150,7 @@ def summarise(r: dict[str, np.ndarray], split: Split, D: int) -> dict:
         "exact_accuracy_by_step": (exact_by_step / max(n_scored, 1)).round(6).tolist(),
         "cell_accuracy_by_step": (cells_by_step / max(total_cells, 1)).round(6).tolist(),
         "exact_accuracy_at_halt": int(correct_at_halt.sum()) / max(n_scored, 1),
-        "mean_halt_steps": float(r["halt_step"].astype(np.float64).mean()) if n else float("nan"),
+        "mean_halt_steps": float(r["halt_step"].astype(np.float64).mean()),
         "halt_rate": n_halted / max(n_scored, 1),
         "halting_precision": float(correct_at_halt[halted_any].mean()) if n_halted else None,
         "q_halt_accuracy": int(q_final_ok.sum()) / max(n_scored, 1),

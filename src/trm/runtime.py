@@ -80,16 +80,13 @@ def loss_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
 
-_joined_group = False  # this process joined a torchrun group (see exit_worker)
-
-
 def exit_worker(code: int) -> int:
     """End a torchrun worker without the interpreter's teardown. DDP's reducer keeps the gloo process group
     alive past destroy_process_group (its threads survive it, whatever the Python side frees), and the C++
     static destructors at exit can then meet those threads: "terminate called without an active exception",
     SIGABRT, after a run that had finished and saved (2 runs in 30 of tests/test_ddp.py's command on a loaded
-    2-core machine). Outside a torchrun group this returns `code` untouched."""
-    if not _joined_group:
+    2-core machine). Outside a torchrun group (WORLD_SIZE, as init_distributed reads it) this returns `code`."""
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
         return code
     sys.stdout.flush()
     sys.stderr.flush()
@@ -105,8 +102,6 @@ def init_distributed(device_name: str = "auto") -> tuple[int, int, torch.device]
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
-        global _joined_group
-        _joined_group = True
     rank = dist.get_rank() if dist.is_initialized() else 0
     return rank, world, device
 

@@ -37,12 +37,12 @@ def test_swiglu_hidden_matches_reference():
 def test_fast_swiglus_equal_the_reference_formulation():
     # the layers skip the reference's transposes and chunk; values and every gradient must not change
     torch.manual_seed(0)
-    seq, chan = SequenceSwiGLU(13, 4.0, 1e-5).double(), SwiGLU(24, 4.0).double()
+    seq, chan = SequenceSwiGLU(13, 4.0).double(), SwiGLU(24, 4.0).double()
     F = torch.nn.functional
 
     def ref_seq(h):  # the reference: transpose to (B, d, L), one fused gate/up matmul, chunk, transpose back
         gate, up = F.linear(h.transpose(1, 2), seq.gate_up.weight).chunk(2, -1)
-        return rms_norm(h + F.linear(F.silu(gate) * up, seq.down.weight).transpose(1, 2), 1e-5, dim=-2)
+        return F.linear(F.silu(gate) * up, seq.down.weight).transpose(1, 2)
 
     def ref_chan(h):
         gate, up = F.linear(h, chan.gate_up.weight).chunk(2, -1)

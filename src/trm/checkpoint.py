@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .model import TRM, ModelConfig
+from .model.layers import legacy_keys
 
 CKPT_DIR = "checkpoint"
 
@@ -81,7 +82,7 @@ def load_config(ckpt: Path) -> dict:
 
 def load_weights(ckpt: Path, device="cpu") -> dict[str, torch.Tensor]:
     try:
-        return load_file(ckpt / "model.safetensors", device=str(device))
+        return legacy_keys(load_file(ckpt / "model.safetensors", device=str(device)))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{ckpt}/model.safetensors is unreadable or truncated ({msg})") from None

@@ -1,4 +1,4 @@
-"""Named configurations: the paper's runs (REFERENCE.md section 2) and presets that learn on a 2-core CPU.
+"""Named configurations: the paper's runs (its sec. 5 and appendix settings) and presets that learn on a 2-core CPU.
 
 Every field can be overridden on the command line (`trm train --preset sudoku6-cpu --d 256 --lr 3e-4`).
 A preset also names the dataset it trains on and how `trm` builds it when it is missing.
@@ -39,12 +39,31 @@ _CPU_TRAIN = TrainConfig(batch_size=128, lr=1e-3, warmup_steps=200, weight_decay
 _CPU_MODEL = ModelConfig(d=128, L=2, mixer="mlp", pos="none", n=6, T=3, N_sup=16, puzzle_emb_len=1,
                          puzzle_emb_dim=128)
 
+_SUDOKU6_MODEL = replace(_CPU_MODEL, vocab_size=8, seq_len=36, d=96, puzzle_emb_dim=96, n=4, T=2)
+# EMA 0.99, not the paper's 0.999: over 1400 steps a 0.999 average still holds a quarter of the
+# random initial weights (measured: 0% exact with EMA 0.999 vs 99% raw after 1000 steps)
+_SUDOKU6_TRAIN = replace(_CPU_TRAIN, steps=1400, warmup_steps=100, ema=0.99, eval_every=250, eval_limit=500)
+_SUDOKU6_DATA = {"path": "data/sudoku6", "size": 6, "generate": 2000, "test": 1000, "seed": 0}
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("sudoku-extreme-mlp", "TRM-MLP on Sudoku-Extreme, the paper's 87.4% run (5.0M params, 1 L40S < 36 h)",
            ModelConfig(vocab_size=11, seq_len=81, mixer="mlp", pos="none", n=6, T=3),
            _PAPER_TRAIN, _SUDOKU_EXTREME_DATA),
     Preset("sudoku-extreme-att", "TRM-Att on Sudoku-Extreme, the paper's 74.7% run (6.8M params)",
            ModelConfig(vocab_size=11, seq_len=81, mixer="attention", pos="rope", n=6, T=3),
+           _PAPER_TRAIN, _SUDOKU_EXTREME_DATA),
+    Preset("sudoku-extreme-hrm", "HRM (Wang et al. 2025) on Sudoku-Extreme: two 4-layer networks, 2 x 2 cycles, "
+           "one-step gradient, Q-learning halting; the TRM paper's 55.0% (27.3M params)",
+           ModelConfig(vocab_size=11, seq_len=81, mixer="attention", pos="rope", L=4, networks=2, grad="one_step",
+                       n=2, T=2, puzzle_emb_len=1),
+           replace(_PAPER_TRAIN, q_continue_loss=True), _SUDOKU_EXTREME_DATA),
+    Preset("sudoku-extreme-singlez", "TRM-MLP with a single state (z = f(z + x) n times, then z = f(z)): the paper's "
+           "single-z ablation on Sudoku-Extreme",
+           ModelConfig(vocab_size=11, seq_len=81, mixer="mlp", pos="none", recursion="singlez", n=6, T=3),
+           _PAPER_TRAIN, _SUDOKU_EXTREME_DATA),
+    Preset("sudoku-extreme-multiz", "TRM-MLP with n = 6 latents, each update rewriting one of them: the paper's "
+           "multi-z ablation on Sudoku-Extreme",
+           ModelConfig(vocab_size=11, seq_len=81, mixer="mlp", pos="none", recursion="multiz", n=6, T=3),
            _PAPER_TRAIN, _SUDOKU_EXTREME_DATA),
     Preset("maze-hard", "TRM-Att on Maze-Hard (30x30, shortest path > 110), the paper's 85.3% run (6.8M params)",
            ModelConfig(vocab_size=6, seq_len=900, mixer="attention", pos="rope", n=4, T=3),
@@ -82,15 +101,23 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                    eval_every=100),
            {"path": "data/sudoku4", "size": 4, "generate": 1500, "test": 500, "seed": 0}),
     Preset("sudoku6-cpu", "6x6 minimal Sudoku, d=96 n=4 T=2 TRM-MLP (0.2M params): >=95% exact in 30 min on 2 cores",
-           replace(_CPU_MODEL, vocab_size=8, seq_len=36, d=96, puzzle_emb_dim=96, n=4, T=2),
-           # EMA 0.99, not the paper's 0.999: over 1400 steps a 0.999 average still holds a quarter of the
-           # random initial weights (measured: 0% exact with EMA 0.999 vs 99% raw after 1000 steps)
-           replace(_CPU_TRAIN, steps=1400, warmup_steps=100, ema=0.99, eval_every=250, eval_limit=500),
-           {"path": "data/sudoku6", "size": 6, "generate": 2000, "test": 1000, "seed": 0}),
+           _SUDOKU6_MODEL, _SUDOKU6_TRAIN, _SUDOKU6_DATA),
     Preset("sudoku9-cpu", "9x9 trained on the 17-clue list, d=96 n=4 T=2 TRM-MLP; use --time-budget (hours to converge)",
            replace(_CPU_MODEL, vocab_size=11, seq_len=81, d=96, puzzle_emb_dim=96, n=4, T=2),
            replace(_CPU_TRAIN, steps=20000, ema=0.99, eval_every=500, eval_limit=500),
            {"path": "data/sudoku9-17clue", "size": 9, "pools": ["17clue"], "test": 1000, "seed": 0}),
+    # the model family on the 6x6 testbed: sudoku6-cpu's backbone and training, one variant flag changed each
+    *(Preset(f"sudoku6-{name}-cpu", about, replace(_SUDOKU6_MODEL, **model), replace(_SUDOKU6_TRAIN, **train),
+             dict(_SUDOKU6_DATA))
+      for name, about, model, train in [
+          ("hrm", "HRM on the 6x6 testbed: two networks (z and y updates apart), one-step gradient, Q-learning "
+           "halting", dict(networks=2, grad="one_step"), dict(q_continue_loss=True)),
+          ("singlez", "single-state TRM on the 6x6 testbed (z = f(z + x) n times, then z = f(z))",
+           dict(recursion="singlez"), {}),
+          ("multiz", "TRM with n = 4 latents on the 6x6 testbed", dict(recursion="multiz"), {}),
+          ("transformer", "no recursion on the 6x6 testbed: one pass of the same 2-layer network per "
+           "supervision step, deep supervision as usual", dict(recursion="none", T=1), {}),
+      ]),
 ]}
 
 

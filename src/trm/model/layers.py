@@ -1,4 +1,8 @@
-"""Building blocks of the TRM network: init, RMSNorm, SwiGLU, RoPE, the two token mixers, the block."""
+"""Building blocks of the TRM network: init, RMSNorm, SwiGLU, RoPE, the token mixers, the block.
+
+A token mixer is a part passed into `Block`: a module mapping (B, L, d) to (B, L, d) with a `norm_dim` saying
+which axis the block normalises after adding it back (-1: channels; -2: the sequence axis, as MLP-T does).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # Std of a standard normal truncated at +-2 sigma; dividing by it makes the *real* std what was asked
-# (REFERENCE.md section 1: "cut at 2 sigma, rescaled so the real std is as asked").
+# (the reference initialises every linear layer this way, std 1/sqrt(fan_in)).
 _TRUNC2_STD = math.sqrt(1 - 4 * math.exp(-2) / math.sqrt(2 * math.pi) / math.erf(2 / math.sqrt(2)))
 
 
@@ -68,7 +72,7 @@ class SwiGLU(nn.Module):
 
 
 class SequenceSwiGLU(nn.Module):
-    """The paper's MLP-T token mixer: a SwiGLU across the sequence axis, residual + RMSNorm over it.
+    """The paper's MLP-T token mixer (sec. 4.4): a SwiGLU across the sequence axis.
 
     The reference transposes (B, L, d) to (B, d, L) and back. Here the weights multiply from the left as a
     batched matmul over the untransposed tensor (the weight expanded over the batch, not copied), so no
@@ -77,12 +81,13 @@ class SequenceSwiGLU(nn.Module):
     mixer 2.3x slower on CPU (docs/performance.md).
     """
 
-    def __init__(self, seq_len: int, expansion: float, eps: float):
+    norm_dim = -2  # the block's residual + RMSNorm run over the sequence axis (the reference's transposed norm)
+
+    def __init__(self, seq_len: int, expansion: float):
         super().__init__()
         self.hidden = swiglu_hidden(seq_len, expansion)
         self.gate_up = Linear(seq_len, 2 * self.hidden)
         self.down = Linear(self.hidden, seq_len)
-        self.eps = eps
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: (B, L, d)
         B, w, down = h.shape[0], self.gate_up.weight, self.down.weight
@@ -92,8 +97,7 @@ class SequenceSwiGLU(nn.Module):
             w, down = w.to(dtype), down.to(dtype)
         gate = torch.bmm(w[:self.hidden].expand(B, -1, -1), h)            # (B, hidden, d)
         up = torch.bmm(w[self.hidden:].expand(B, -1, -1), h)
-        out = torch.bmm(down.expand(B, -1, -1), silu_mul(gate, up))        # (B, L, d)
-        return rms_norm(h + out, self.eps, dim=-2)
+        return torch.bmm(down.expand(B, -1, -1), silu_mul(gate, up))      # (B, L, d)
 
 
 class Rotary(nn.Module):
@@ -108,7 +112,7 @@ class Rotary(nn.Module):
         self.register_buffer("sin", emb.sin(), persistent=False)
 
     @staticmethod
-    def apply(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def rotate(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         t32 = t.float()
         a, b = t32.chunk(2, dim=-1)
         return (t32 * cos + torch.cat((-b, a), dim=-1) * sin).to(t.dtype)
@@ -116,6 +120,8 @@ class Rotary(nn.Module):
 
 class Attention(nn.Module):
     """Non-causal multi-head self-attention with fused QKV (no bias) and RoPE."""
+
+    norm_dim = -1
 
     def __init__(self, dim: int, heads: int, rotary: Rotary | None):
         super().__init__()
@@ -130,31 +136,25 @@ class Attention(nn.Module):
         q, k, v = self.qkv(h).view(B, L, 3, self.heads, self.head_dim).unbind(2)
         if self.rotary is not None:
             cos, sin = self.rotary.cos[:L, None, :], self.rotary.sin[:L, None, :]
-            q, k = Rotary.apply(q, cos, sin), Rotary.apply(k, cos, sin)
+            q, k = Rotary.rotate(q, cos, sin), Rotary.rotate(k, cos, sin)
         o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return self.out(o.transpose(1, 2).reshape(B, L, -1))
 
 
 class Block(nn.Module):
-    """Post-norm block: h = norm(h + mixer(h)); h = norm(h + swiglu(h))."""
+    """Post-norm block: h = norm(h + mixer(h)) over the mixer's axis; h = norm(h + swiglu(h))."""
 
-    def __init__(self, *, dim: int, mixer: str, heads: int, expansion: float, seq_len: int,
-                 rotary: Rotary | None, eps: float):
+    def __init__(self, *, mixer: nn.Module, dim: int, expansion: float, eps: float):
         super().__init__()
-        self.eps = eps
-        if mixer == "attention":
-            self.attn = Attention(dim, heads, rotary)
-            self.mlp_t = None
-        elif mixer == "mlp":
-            self.attn = None
-            self.mlp_t = SequenceSwiGLU(seq_len, expansion, eps)
-        else:
-            raise ValueError(f"unknown mixer '{mixer}' (choose attention or mlp)")
+        self.mixer = mixer
         self.mlp = SwiGLU(dim, expansion)
+        self.eps = eps
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        if self.mlp_t is not None:
-            h = self.mlp_t(h)  # residual and norm (over the sequence axis) happen inside
-        else:
-            h = rms_norm(h + self.attn(h), self.eps)
+        h = rms_norm(h + self.mixer(h), self.eps, dim=self.mixer.norm_dim)
         return rms_norm(h + self.mlp(h), self.eps)
+
+
+def legacy_keys(weights: dict) -> dict:
+    """Checkpoints written before mixers were parts named them `attn` / `mlp_t` inside each block."""
+    return {k.replace(".attn.", ".mixer.").replace(".mlp_t.", ".mixer."): v for k, v in weights.items()}

@@ -6,18 +6,31 @@
     one supervision step = one deep recursion + heads; up to N_sup steps with a loss at each,
     and a Q head on y that learns when to halt.
 
-Variants are flags of ModelConfig (token mixer, positions, prefix length), not copies of this file.
+The systems TRM is compared with are flags of ModelConfig, not copies of this file (the paper's Table 1):
+- `recursion`: how one latent recursion updates the state. "trm" as above; "singlez", one state,
+  n times z = net(z + x) then z = net(z); "multiz", n latents, the i-th update writing
+  z_i = net(z_1 + ... + z_n + y + x), then y = net(y + z_1 + ... + z_n); "none", no recursion, one pass
+  h = net(h + x) per recursion (the transformer baseline with deep supervision).
+- `networks`: 2 gives the z updates and the y update separate networks (net and net_y): HRM's L and H modules.
+- `grad`: which calls carry gradients: the last recursion (TRM), the last z and the last y update (HRM's
+  one-step gradient), or all of them.
+HRM (Wang et al. 2025) is therefore recursion "trm", networks 2, grad "one_step": z_L = f_L(z_L + z_H + x)
+n times, z_H = f_H(z_H + z_L), T times (its L_cycles and H_cycles), the answer z_H being our y.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .layers import Block, Linear, Rotary, trunc_normal_
+from .layers import Attention, Block, Linear, Rotary, SequenceSwiGLU, trunc_normal_
+
+RECURSIONS = ("trm", "singlez", "multiz", "none")
+GRADS = ("last", "one_step", "all")
 
 
 @dataclass
@@ -26,18 +39,21 @@ class ModelConfig:
     seq_len: int = 81                # answer/question tokens, without the prefix
     num_puzzle_ids: int = 1          # rows of the puzzle-embedding table
     d: int = 512                     # hidden size
-    L: int = 2                       # layers of the one network
-    heads: int = 8
-    expansion: float = 4.0
-    mixer: str = "attention"         # "attention" or "mlp" (the paper's MLP-T)
-    pos: str = "rope"                # "rope", "learned" or "none"
-    n: int = 6                       # z updates per latent recursion
-    T: int = 3                       # latent recursions per supervision step (T-1 without gradients)
-    N_sup: int = 16                  # supervision steps
+    L: int = 2                       # layers of each network (the paper: 2; HRM: 4 in each of its two)
+    heads: int = 8                   # attention heads (attention mixer only)
+    expansion: float = 4.0           # SwiGLU width as a multiple of d (rounded as the reference does)
+    mixer: str = "attention"         # token mixer: attention (with RoPE) or mlp (the paper's MLP-T, small fixed grids)
+    pos: str = "rope"                # positions: rope, learned or none (MLP-T needs none)
+    recursion: str = "trm"           # trm (z from x+y+z, y from y+z), singlez, multiz (n latents) or none (transformer)
+    networks: int = 1                # 1: one network for every update (TRM); 2: z and y updates apart (HRM)
+    grad: str = "last"               # gradients through the last recursion (TRM), one_step (HRM) or all T
+    n: int = 6                       # z updates per latent recursion (HRM's L_cycles; multiz: the number of latents)
+    T: int = 3                       # latent recursions per supervision step, T-1 without gradients (HRM's H_cycles)
+    N_sup: int = 16                  # supervision steps (the most a sample runs in training; all of them in eval)
     puzzle_emb_len: int = 16         # prefix tokens reserved for the puzzle embedding (0 = none)
-    puzzle_emb_dim: int = 512        # width of a puzzle-embedding row (<= puzzle_emb_len * d)
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
+    puzzle_emb_dim: int = 512        # width of a puzzle-embedding row (<= puzzle_emb_len * d; 0 = none)
+    rope_theta: float = 10000.0      # RoPE base
+    norm_eps: float = 1e-5           # RMSNorm epsilon
 
     @property
     def prefix_len(self) -> int:
@@ -47,18 +63,50 @@ class ModelConfig:
     def total_len(self) -> int:
         return self.prefix_len + self.seq_len
 
+    @property
+    def single_state(self) -> bool:
+        """One carried state, read by the heads and updated by every call (singlez, none)."""
+        return self.recursion in ("singlez", "none")
+
+    @property
+    def calls_per_recursion(self) -> int:
+        return 1 if self.recursion == "none" else self.n + 1
+
+    @property
+    def calls_per_step(self) -> int:
+        """Network calls in one supervision step (forward)."""
+        return self.T * self.calls_per_recursion
+
+    @property
+    def grad_calls_per_step(self) -> int:
+        """Of those, the calls that build a graph in training."""
+        if self.grad == "all":
+            return self.calls_per_step
+        if self.grad == "one_step":
+            return min(2, self.calls_per_recursion)
+        return self.calls_per_recursion
+
     def validate(self) -> None:
-        if self.mixer not in ("attention", "mlp"):
-            raise ValueError(f"mixer must be attention or mlp, not '{self.mixer}'")
-        if self.pos not in ("rope", "learned", "none"):
-            raise ValueError(f"pos must be rope, learned or none, not '{self.pos}'")
-        if self.mixer == "attention" and self.d % self.heads:
+        choices = {"mixer": ("attention", "mlp"), "pos": ("rope", "learned", "none"), "recursion": RECURSIONS,
+                   "grad": GRADS}
+        for k, allowed in choices.items():
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"{k} must be one of {', '.join(allowed)}, not '{getattr(self, k)}'")
+        if self.networks not in (1, 2):
+            raise ValueError(f"networks must be 1 or 2, not {self.networks}")
+        if self.networks == 2 and self.single_state:
+            raise ValueError(f"recursion {self.recursion} has one kind of update: networks must be 1")
+        if self.mixer == "attention" and (self.heads < 1 or self.d % self.heads):
             raise ValueError(f"d={self.d} is not divisible by heads={self.heads}")
         if self.puzzle_emb_dim > self.puzzle_emb_len * self.d:
             raise ValueError("puzzle_emb_dim must fit in puzzle_emb_len * d")
         for k in ("n", "T", "N_sup", "d", "L", "seq_len", "vocab_size", "num_puzzle_ids"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1")
+        if self.expansion <= 0 or self.norm_eps <= 0 or self.rope_theta <= 0:
+            raise ValueError("expansion, norm_eps and rope_theta must be > 0")
+        if self.puzzle_emb_len < 0 or self.puzzle_emb_dim < 0:
+            raise ValueError("puzzle_emb_len and puzzle_emb_dim must be >= 0")
 
 
 class PuzzleEmbedding(nn.Module):
@@ -85,9 +133,12 @@ class PuzzleEmbedding(nn.Module):
 
 @dataclass
 class Carry:
-    """The recurrent state of a batch between supervision steps (always detached)."""
-    y: torch.Tensor  # (B, prefix+seq_len, d) the answer
-    z: torch.Tensor  # (B, prefix+seq_len, d) the latent
+    """The recurrent state of a batch between supervision steps (always detached), batch first.
+
+    y: (B, prefix+seq_len, d), the answer the heads read. z: the latent, same shape; (B, n, prefix+seq_len, d)
+    for multiz. Single-state models (singlez, none) carry their one state as both y and z."""
+    y: torch.Tensor
+    z: torch.Tensor
 
 
 @dataclass
@@ -95,6 +146,25 @@ class StepOutput:
     logits: torch.Tensor       # (B, seq_len, vocab)
     q_halt: torch.Tensor       # (B,) halting logit
     q_continue: torch.Tensor   # (B,) continue logit (trained only with the optional Q-learning loss)
+
+
+def _mixer(cfg: ModelConfig, rotary: Rotary | None) -> nn.Module:
+    if cfg.mixer == "mlp":
+        return SequenceSwiGLU(cfg.total_len, cfg.expansion)
+    return Attention(cfg.d, cfg.heads, rotary)
+
+
+def _network(cfg: ModelConfig, rotary: Rotary | None) -> nn.Sequential:
+    """L post-norm blocks: the network f (sec. 4.1: two layers are enough)."""
+    return nn.Sequential(*(Block(mixer=_mixer(cfg, rotary), dim=cfg.d, expansion=cfg.expansion, eps=cfg.norm_eps)
+                           for _ in range(cfg.L)))
+
+
+def _call(net: nn.Module, h: torch.Tensor, grad: bool) -> torch.Tensor:
+    if grad:
+        return net(h)
+    with torch.no_grad():
+        return net(h)
 
 
 class TRM(nn.Module):
@@ -111,19 +181,43 @@ class TRM(nn.Module):
         if cfg.pos == "learned":
             self.embed_pos = nn.Parameter(trunc_normal_(torch.empty(cfg.total_len, d), 1 / math.sqrt(d)))
         rotary = Rotary(d // cfg.heads, cfg.total_len, cfg.rope_theta) if cfg.pos == "rope" else None
-        # the one network, reused for every z and y update
-        self.net = nn.ModuleList(
-            Block(dim=d, mixer=cfg.mixer, heads=cfg.heads, expansion=cfg.expansion, seq_len=cfg.total_len,
-                  rotary=rotary, eps=cfg.norm_eps)
-            for _ in range(cfg.L))
+        self.net = _network(cfg, rotary)  # the one network, reused for every update (HRM: the z updates)
+        self.net_y = _network(cfg, rotary) if cfg.networks == 2 else None  # the y update's own (HRM's H module)
         self.lm_head = Linear(d, cfg.vocab_size)
         self.q_head = Linear(d, 2, bias=True)
         with torch.no_grad():  # start by never halting: Q = sigmoid(-5)
             self.q_head.weight.zero_()
             self.q_head.bias.fill_(-5.0)
-        # fixed initial answer and latent, never trained
-        self.register_buffer("y_init", trunc_normal_(torch.empty(d), 1.0))
-        self.register_buffer("z_init", trunc_normal_(torch.empty(d), 1.0))
+        # fixed initial answer and latent(s), never trained
+        if not cfg.single_state:
+            self.register_buffer("y_init", trunc_normal_(torch.empty(d), 1.0))
+        z_shape = (cfg.n, d) if cfg.recursion == "multiz" else (d,)
+        self.register_buffer("z_init", trunc_normal_(torch.empty(z_shape), 1.0))
+
+    # --- what the rest of trm uses -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.z_init.device
+
+    @property
+    def calls_per_step(self) -> int:
+        return self.cfg.calls_per_step
+
+    def networks(self) -> list[nn.Module]:
+        """The networks, whose forward hooks fire once per call (in call order): what a recorder may hook."""
+        return [self.net] + ([self.net_y] if self.net_y is not None else [])
+
+    def call_labels(self) -> list[str]:
+        """Names of the calls of one supervision step, in order: 'r1.z1' .. 'r1.z{n}', 'r1.y', 'r2.z1', ...
+        (singlez: its last call of a recursion 'r1.z'; none: 'r1.h'). The letter says which state it writes."""
+        c = self.cfg
+        last = {"trm": "y", "multiz": "y", "singlez": "z"}
+        per = (["h"] if c.recursion == "none" else [f"z{i + 1}" for i in range(c.n)] + [last[c.recursion]])
+        return [f"r{r}.{name}" for r in range(1, c.T + 1) for name in per]
+
+    def compile_networks(self, **kw) -> None:
+        for net in self.networks():
+            net.forward = torch.compile(net.forward, **kw)
 
     # --- inputs and state -------------------------------------------------------------------------------
     def embed_input(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
@@ -138,41 +232,72 @@ class TRM(nn.Module):
             x = (x + self.embed_pos.to(x.dtype)) / math.sqrt(2)
         return self.embed_scale * x
 
-    def initial_carry(self, batch_size: int, device=None) -> Carry:
-        shape = (batch_size, self.cfg.total_len, self.cfg.d)
-        device = device or self.y_init.device
-        return Carry(y=self.y_init.to(device).expand(shape).clone(), z=self.z_init.to(device).expand(shape).clone())
-
-    def reset_carry(self, carry: Carry, reset: torch.Tensor) -> Carry:
-        """Put the initial y, z into the slots where `reset` (B,) is true (halted slots being refilled)."""
-        m = reset.view(-1, 1, 1)
-        return Carry(y=torch.where(m, self.y_init.to(carry.y.dtype), carry.y),
-                     z=torch.where(m, self.z_init.to(carry.z.dtype), carry.z))
-
-    # --- the recursion ----------------------------------------------------------------------------------
-    def f(self, h: torch.Tensor) -> torch.Tensor:
-        for block in self.net:
-            h = block(h)
-        return h
-
-    def latent_recursion(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor):
-        for _ in range(self.cfg.n):
-            z = self.f(z + y + x)
-        y = self.f(y + z)
+    def _init_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        L, d = self.cfg.total_len, self.cfg.d
+        if self.cfg.recursion == "multiz":
+            z = self.z_init[None, :, None, :].expand(batch_size, self.cfg.n, L, d)
+        else:
+            z = self.z_init.expand(batch_size, L, d)
+        y = z if self.cfg.single_state else self.y_init.expand(batch_size, L, d)
         return y, z
 
+    def initial_carry(self, batch_size: int, device=None) -> Carry:
+        y, z = self._init_state(batch_size)
+        device = device or self.device
+        z = z.to(device).clone()
+        return Carry(y=z if self.cfg.single_state else y.to(device).clone(), z=z)
+
+    def reset_carry(self, carry: Carry, reset: torch.Tensor) -> Carry:
+        """Put the initial state into the slots where `reset` (B,) is true (halted slots being refilled)."""
+        y0, z0 = self._init_state(reset.shape[0])
+        z = torch.where(reset.view(-1, *[1] * (carry.z.dim() - 1)), z0.to(carry.z.dtype), carry.z)
+        if self.cfg.single_state:
+            return Carry(y=z, z=z)
+        return Carry(y=torch.where(reset.view(-1, 1, 1), y0.to(carry.y.dtype), carry.y), z=z)
+
+    # --- the recursion ----------------------------------------------------------------------------------
+    def latent_recursion(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, grad_from: int = 0):
+        """One latent recursion; its calls from index `grad_from` on build a graph (earlier ones do not)."""
+        c, f_z = self.cfg, self.net
+        f_y = self.net_y if self.net_y is not None else self.net
+        if c.recursion == "trm":
+            for i in range(c.n):
+                z = _call(f_z, z + y + x, i >= grad_from)
+            y = _call(f_y, y + z, c.n >= grad_from)
+            return y, z
+        if c.recursion == "singlez":  # one state: the latent is the answer
+            for i in range(c.n):
+                z = _call(f_z, z + x, i >= grad_from)
+            z = _call(f_z, z, c.n >= grad_from)
+            return z, z
+        if c.recursion == "multiz":  # the i-th update rewrites z_i from the sum of all latents
+            zs = list(z.unbind(1))
+            for i in range(c.n):
+                zs[i] = _call(f_z, sum(zs) + y + x, i >= grad_from)
+            y = _call(f_y, y + sum(zs), c.n >= grad_from)
+            return y, torch.stack(zs, 1)
+        z = _call(f_z, z + x, grad_from <= 0)  # none: one pass of the stack on the carried state plus x
+        return z, z
+
+    def _grad_from(self, r: int) -> int:
+        """The first call of recursion r (0-based) that builds a graph (calls_per_recursion: none)."""
+        c, k = self.cfg, self.cfg.calls_per_recursion
+        if c.grad == "all":
+            return 0
+        if r < c.T - 1:
+            return k
+        return max(0, k - 2) if c.grad == "one_step" else 0
+
     def deep_recursion(self, x: torch.Tensor, carry: Carry) -> tuple[Carry, torch.Tensor]:
-        """One supervision step: T-1 latent recursions without gradients, the last one with.
+        """One supervision step: T latent recursions, gradients only where `grad` says (TRM: the last one).
 
         Returns the detached carry for the next step and the y that carries this step's gradient.
         """
         y, z = carry.y, carry.z
-        if self.cfg.T > 1:
-            with torch.no_grad():
-                for _ in range(self.cfg.T - 1):
-                    y, z = self.latent_recursion(x, y, z)
-        y, z = self.latent_recursion(x, y, z)
-        return Carry(y=y.detach(), z=z.detach()), y
+        for r in range(self.cfg.T):
+            y, z = self.latent_recursion(x, y, z, self._grad_from(r))
+        z = z.detach()
+        return Carry(y=z if self.cfg.single_state else y.detach(), z=z), y
 
     def heads(self, y: torch.Tensor) -> StepOutput:
         logits = self.lm_head(y[:, self.cfg.prefix_len:])

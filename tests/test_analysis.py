@@ -10,7 +10,7 @@ import torch
 
 from trm.analysis import dynamics
 from trm.analysis.landscape import fit_pca
-from trm.analysis.record import latent_call_labels, load_recording, record
+from trm.analysis.record import load_recording, record
 from trm.analysis.report import verdict
 from trm.analysis.sae import SAEConfig, feature_dynamics, train_sae
 from trm.analysis.study import balanced_rows
@@ -109,7 +109,7 @@ def test_recording_shapes_steps_and_outputs_unchanged():
               "y_full": (2, D, c.total_len, 16), "latent_mean": (5, D, calls, 16), "latent_change": (5, D, calls)}
     for k, v in shapes.items():
         assert rec[k].shape == v, k
-    assert rec.meta["latent_calls"] == latent_call_labels(c.n, c.T) == ["r1.z1", "r1.z2", "r1.y", "r2.z1", "r2.z2",
+    assert rec.meta["latent_calls"] == model.call_labels() == ["r1.z1", "r1.z2", "r1.y", "r2.z1", "r2.z2",
                                                                           "r2.y"]
     assert rec["y_mean"].dtype == np.float16 and rec["q_halt"].dtype == np.float32
     # the recorded run is the model's own: same answers and q_halt at every step, with and without hooks
@@ -133,7 +133,7 @@ def test_recording_shapes_steps_and_outputs_unchanged():
     assert np.allclose(rec["cell_acc"][:, -1], (rec["pred"][:, -1] == lab).mean(1))
     ce = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), lab_t.flatten(), reduction="none")
     np.testing.assert_allclose(rec["loss"][:, -1], ce.view(5, 8).mean(1).numpy(), rtol=1e-5)
-    assert not model.net[-1]._forward_hooks  # the hook is gone afterwards
+    assert not any(net._forward_hooks for net in model.networks())  # the hooks are gone afterwards
 
 
 def test_noisy_rollouts_are_recorded_the_same_way(tmp_path):

@@ -80,7 +80,7 @@ def score_rows(model: TRM, split: Split, rows: range, *, D: int, batch_size: int
     """Run D supervision steps on split[rows]; what `summarise` needs, one entry per row ({} for no rows)."""
     was_training = model.training
     model.eval()
-    device = model.y_init.device
+    device = model.device
     out_rows = {k: [] for k in ("exact", "cells_ok", "n_cells", "halt_step", "halted", "at_halt", "q_final_ok")}
     if validity is not None:
         out_rows["valid"] = []

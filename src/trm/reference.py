@@ -71,21 +71,14 @@ def find_checkpoint(ref: Path) -> Path:
 
 
 def read_config(path: Path) -> dict:
-    """all_config.yaml as YAML (needs PyYAML) or JSON (what the released files and golden/ hold)."""
+    """all_config.yaml: YAML as the reference writes it (JSON, as in golden/, is YAML too)."""
+    import yaml
     if not path.is_file():
         raise ReferenceError(f"{path} is missing (the reference writes all_config.yaml beside its checkpoints)")
-    text = path.read_text()
     try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            import yaml
-        except ImportError:
-            raise ReferenceError(f"{path} is YAML, not JSON: reading it needs PyYAML (pip install pyyaml)") from None
-        try:
-            cfg = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ReferenceError(f"{path} is neither JSON nor valid YAML ({str(e).splitlines()[0]})") from None
+        cfg = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ReferenceError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("arch"), dict):
         raise ReferenceError(f"{path} has no arch block")
     return cfg
@@ -177,7 +170,7 @@ def strip_prefix(key: str) -> str:
 def map_weights(state: dict[str, torch.Tensor], cfg: ModelConfig, kind: str, source: str) -> dict[str, torch.Tensor]:
     """Reference state dict -> trm state dict (float32), checked against the model the config builds."""
     want = {k: v for k, v in TRM(cfg).state_dict().items()}
-    out, rows, unknown = {}, {}, []
+    out, rows, unknown, source_key = {}, {}, [], {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise ReferenceError(f"{source}: entry {key} is not a tensor (not a model state dict)")
@@ -191,6 +184,7 @@ def map_weights(state: dict[str, torch.Tensor], cfg: ModelConfig, kind: str, sou
             unknown.append(key)
             continue
         out[name] = value.detach().to(torch.float32)
+        source_key[name] = key
     if unknown:
         raise ReferenceError(f"{source}: key {unknown[0]} is not part of a {kind} model"
                              + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
@@ -204,10 +198,11 @@ def map_weights(state: dict[str, torch.Tensor], cfg: ModelConfig, kind: str, sou
                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                              + f" of the {kind} model its config describes")
     for k, v in out.items():
+        key = source_key.get(k, k)
         if k not in want:
-            raise ReferenceError(f"{source}: {k} does not belong to the model its config describes")
+            raise ReferenceError(f"{source}: {key} does not belong to the model its config describes")
         if tuple(v.shape) != tuple(want[k].shape):
-            raise ReferenceError(f"{source}: {k} has shape {tuple(v.shape)}, the config gives {tuple(want[k].shape)}")
+            raise ReferenceError(f"{source}: {key} has shape {tuple(v.shape)}, the config gives {tuple(want[k].shape)}")
     return out
 
 

@@ -119,7 +119,7 @@ def bytes_per_row(model: TRM) -> int:
     """Rough peak memory of one rollout row in a no-grad supervision step (fp32): y, z, x, the noise, and the
     widest activations of one block (the SwiGLU hidden layer, twice for gate and up)."""
     c = model.cfg
-    width = c.d * (6 + 3 * c.expansion)
+    width = c.d * (6 + 3 * c.expansion + (3 * c.n if c.recursion == "multiz" else 0))  # multiz: n latents more
     return int(c.total_len * width * 4 + c.seq_len * c.vocab_size * 4)
 
 
@@ -148,7 +148,9 @@ def sample(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
     out)` is called after every step with the rows run (indices into P*K, puzzle-major) and their new state:
     the hook the analysis tools record through. Returns Rollouts; `selected` only with keep_selected."""
     cfg.validate()
-    device = model.y_init.device
+    if cfg.noise == "y" and cfg.sigma > 0 and model.cfg.single_state:
+        raise ValueError(f"a {model.cfg.recursion} model carries one state (its z): use noise z or init, not y")
+    device = model.device
     D = cfg.D or model.cfg.N_sup
     steps = sorted(set(record_steps or [D]))
     if steps[0] < 1:
@@ -236,7 +238,7 @@ def sample(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
     bar.close()
     model.train(was_training)
     c = model.cfg
-    return Rollouts(steps=steps, q=q, answer=answer, steps_run=steps_run, calls_per_step=c.T * (c.n + 1),
+    return Rollouts(steps=steps, q=q, answer=answer, steps_run=steps_run, calls_per_step=model.calls_per_step,
                     correct=correct, cells_ok=cells_ok, n_cells=n_cells, selected=selected, selected_q=selected_q,
                     meta={"K": K, "sigma": cfg.sigma, "noise": cfg.noise, "seed": seed, "D": D,
                           "stop_after": cfg.stop_after, "stop_margin": cfg.stop_margin, "max_rows": rows_max})

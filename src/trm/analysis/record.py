@@ -3,8 +3,8 @@ step (and, optionally, every application of the network f), for deterministic or
 
 Recording goes through the two hooks the model already has: `trm.sampling.sample(on_step=...)` after every
 supervision step (so noisy PTRM rollouts are recorded exactly like the deterministic model, K=1 sigma=0), and a
-forward hook on the last block of f (`model.net[-1]`), which fires on every call of f: n z-updates then one
-y-update, T times per supervision step. Neither hook changes a number the model computes (tests pin it down).
+forward hook on each of the model's networks (`model.networks()`), which fires on every call: for TRM n
+z-updates then one y-update, T times per supervision step (`model.call_labels()` names them). Neither hook changes a number the model computes (tests pin it down).
 
 Memory is bounded: per row (puzzle p, rollout k; row = p * K + k) only summaries are kept at every step (the
 state's mean over answer tokens, its norm, its distance to the last `max_lag` states, the answer, q_halt, loss);
@@ -53,9 +53,15 @@ class Recording:
         return int(self.meta["D"])
 
 
-def latent_call_labels(n: int, T: int) -> list[str]:
-    """Names of the T * (n + 1) calls of f in one supervision step: 'r1.z1' .. 'r1.z{n}', 'r1.y', 'r2.z1', ..."""
-    return [f"r{r}.{'y' if i == n else f'z{i + 1}'}" for r in range(1, T + 1) for i in range(n + 1)]
+def _call_kind(label: str) -> str:
+    """'r1.z3' -> 'z', 'r2.y' -> 'y', 'r1.h' -> 'h': which state a call writes."""
+    return label.split(".", 1)[1][0]
+
+
+def _latent(z: torch.Tensor) -> torch.Tensor:
+    """The latent as one (rows, tokens, d) state: multi-z models carry n of them, which enter every update
+    summed."""
+    return z.sum(1) if z.dim() == 4 else z
 
 
 def _rms(a: torch.Tensor) -> torch.Tensor:
@@ -71,8 +77,8 @@ class Recorder:
         c = model.cfg
         self.model, self.K, self.D, self.max_lag = model, K, D, max_lag
         self.prefix, self.L, self.d = c.prefix_len, c.seq_len, c.d
-        self.calls = c.T * (c.n + 1) if latent else 0
-        self.n = c.n
+        self.call_labels = model.call_labels() if latent else []
+        self.calls = len(self.call_labels)
         R = P * K
         self.full_rows = min(full_rows, R)
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels).astype(np.int64))
@@ -102,7 +108,7 @@ class Recorder:
                 self.arrays[k][...] = np.nan
         self._hist: dict[int, torch.Tensor] = {}   # step -> (rows, 2 * total_len * d) state of the current chunk
         self._calls: list[torch.Tensor] = []        # outputs of f during the current supervision step
-        self._last = {"z": None, "y": None}         # last z- and y-update output of the current chunk
+        self._last: dict[str, torch.Tensor] = {}    # last output of each kind of call (z, y, h) of the chunk
 
     def _alloc(self, name: str, shape: tuple, dtype) -> np.ndarray:
         if self.out is None:
@@ -119,11 +125,12 @@ class Recorder:
 
         class _Attached:
             def __enter__(self):
-                self.handle = recorder.model.net[-1].register_forward_hook(recorder._hook)
+                self.handles = [net.register_forward_hook(recorder._hook) for net in recorder.model.networks()]
                 return recorder
 
             def __exit__(self, *exc):
-                self.handle.remove()
+                for h in self.handles:
+                    h.remove()
                 return False
 
         return _Attached()
@@ -134,6 +141,7 @@ class Recorder:
             self._hist = {}
         y, z = carry.y.float(), carry.z.float()
         s = torch.cat((y.flatten(1), z.flatten(1)), 1)
+        z = _latent(z)
         a = self.arrays
         a["norm"][r, i] = _rms(s).cpu().numpy()
         for p in range(1, self.max_lag + 1):
@@ -171,15 +179,15 @@ class Recorder:
         if self.calls:
             self._flush_calls(r, i)
         if t == self.D:
-            self._hist, self._last = {}, {"z": None, "y": None}
+            self._hist, self._last = {}, {}
 
     def _flush_calls(self, r: np.ndarray, i: int) -> None:
         if len(self._calls) != self.calls:
             raise ValueError(f"expected {self.calls} calls of f per supervision step, saw {len(self._calls)}")
         for c, h in enumerate(self._calls):
-            kind = "y" if c % (self.n + 1) == self.n else "z"
+            kind = _call_kind(self.call_labels[c])
             self.arrays["latent_mean"][r, i, c] = h[:, self.prefix:].mean(1).half().cpu().numpy()
-            prev = self._last[kind]
+            prev = self._last.get(kind)
             if prev is not None and prev.shape == h.shape:
                 self.arrays["latent_change"][r, i, c] = _rms((h - prev).flatten(1)).cpu().numpy()
             self._last[kind] = h
@@ -217,7 +225,8 @@ def record(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
         c = model.cfg
         info = {"format": FORMAT_VERSION, "rows": P * cfg.K, "P": P, "K": cfg.K, "D": D, "sigma": cfg.sigma,
                 "noise": cfg.noise, "seed": seed, "max_lag": max_lag, "full_rows": rec.full_rows,
-                "latent_calls": latent_call_labels(c.n, c.T) if latent else [], "N_sup": c.N_sup,
+                "latent_calls": model.call_labels() if latent else [], "N_sup": c.N_sup,
+                "recursion": c.recursion, "networks": c.networks,
                 "n": c.n, "T": c.T, "d": c.d, "prefix_len": c.prefix_len, "seq_len": c.seq_len,
                 "labels": labels is not None, "dtype": dtype,
                 "index": [int(v) for v in (index if index is not None else range(P))],

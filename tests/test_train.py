@@ -1,13 +1,15 @@
 import json
+import math
 
 import pytest
 import torch
 
+from trm.carry import ExampleStream
 from trm.checkpoint import CheckpointError, load_model, resolve_checkpoint
 from trm.model import ModelConfig
 from trm.optim import SignSGDEmbedding, lr_at
 from trm.model.trm import PuzzleEmbedding
-from trm.train import ExampleStream, Trainer, TrainConfig
+from trm.train import StepStats, Trainer, TrainConfig
 
 MODEL = dict(d=32, heads=4, mixer="mlp", pos="none", n=2, T=2, N_sup=3, puzzle_emb_len=1, puzzle_emb_dim=32)
 
@@ -30,12 +32,12 @@ def state(t):
 def test_carry_refill_resets_only_halted_slots(sort_data, tmp_path):
     t = trainer(sort_data, tmp_path / "run")
     t.train_step()
-    s = t.slots
-    before_inputs, before_y = s.inputs.clone(), s.carry.y.clone()
+    s = t.act
+    before_inputs = s.inputs.clone()
     s.halted[:] = False
     s.halted[[1, 4]] = True
     s.carry.y[:] = 7.0
-    t._refill()
+    s.refill(t.step)
     assert torch.equal(s.carry.y[1, 0], t.model.y_init) and torch.equal(s.carry.z[4, 0], t.model.z_init)
     keep = [i for i in range(16) if i not in (1, 4)]
     assert torch.all(s.carry.y[keep] == 7.0) and torch.equal(s.inputs[keep], before_inputs[keep])
@@ -45,10 +47,13 @@ def test_carry_refill_resets_only_halted_slots(sort_data, tmp_path):
 
 def test_slots_halt_at_N_sup(sort_data, tmp_path):
     t = trainer(sort_data, tmp_path / "run", halt_explore_prob=0.0)
-    for _ in range(3):
-        t.train_step()
-    assert torch.all(t.slots.halted)  # q_halt starts at -5: nothing halts before N_sup = 3
-    assert torch.all(t.slots.steps == 3)
+    for _ in range(2):
+        assert t.train_step()["stats"].halted == 0
+    stats = t.train_step()["stats"]
+    assert torch.all(t.act.halted)  # q_halt starts at -5: nothing halts before N_sup = 3
+    assert torch.all(t.act.steps == 3)
+    assert stats.samples == 16 and stats.halted == 16 and stats.steps == 48
+    assert stats.metrics()["mean_steps"] == 3.0
 
 
 def test_same_seed_same_result(sort_data, tmp_path):
@@ -78,6 +83,26 @@ def test_resume_is_equivalent_to_an_uninterrupted_run(sort_data, tmp_path):
     assert steps == sorted(steps)
 
 
+def test_train_state_keeps_its_layout(sort_data, tmp_path):
+    """The keys of train_state.pt: checkpoints written before the ACT carry had its own module still resume."""
+    trainer(sort_data, tmp_path / "run", steps=2).fit()
+    st = torch.load(resolve_checkpoint(tmp_path / "run") / "train_state.pt", weights_only=True)
+    assert set(st) == {"step", "model", "optimizer", "ema", "stream", "gen", "slots", "elapsed", "world_size",
+                       "horizon"}
+    assert set(st["slots"]) == {"inputs", "labels", "puzzle_ids", "steps", "halted", "y", "z"}
+    assert st["slots"]["z"].shape == (16, 1 + 8, 32) and st["slots"]["halted"].dtype == torch.bool
+
+
+def test_step_stats_add_by_name_and_average():
+    a = StepStats(loss=4.0, lm_loss=3.0, samples=2.0, halted=1.0, exact=1.0, cell=0.5, steps=3.0, q_halt_correct=2.0)
+    b = StepStats(loss=2.0, lm_loss=1.0, samples=2.0, halted=3.0, exact=0.0, cell=1.5, steps=3.0, q_halt_correct=1.0)
+    s = a + b
+    assert s == StepStats.from_tensor(s.as_tensor()) and s.halted == 4.0
+    m = s.metrics()
+    assert (m["loss"], m["lm_loss"], m["q_halt_accuracy"]) == (1.5, 1.0, 0.75)  # per slot
+    assert (m["exact_accuracy"], m["cell_accuracy"], m["mean_steps"]) == (0.25, 0.5, 1.5)  # per ended episode
+
+
 def test_resume_refuses_a_model_change_and_a_broken_checkpoint(sort_data, tmp_path):
     t = trainer(sort_data, tmp_path / "run", steps=2)
     t.fit()
@@ -94,13 +119,13 @@ def test_resume_refuses_a_model_change_and_a_broken_checkpoint(sort_data, tmp_pa
 @pytest.mark.parametrize("kw", [dict(loss="stablemax", optimizer="adam_atan2"), dict(q_continue_loss=True)])
 def test_training_variants_run_and_reduce_the_loss(sort_data, tmp_path, kw):
     t = trainer(sort_data, tmp_path / "run", steps=40, lr=3e-3, **kw)
-    first = t.train_step()["stats"][0] / 16
+    first = t.train_step()["stats"].metrics()["loss"]
     for _ in range(38):
         t.train_step()
-    last = t.train_step()["stats"][0] / 16
-    assert torch.isfinite(last) and last < first
+    last = t.train_step()["stats"].metrics()["loss"]
+    assert math.isfinite(last) and last < first
     if kw.get("q_continue_loss"):
-        assert t.train_step()["stats"][3] > 0  # the continue loss is really computed
+        assert t.train_step()["stats"].q_continue_loss > 0  # the continue loss is really computed
 
 
 def test_sign_sgd_touches_only_rows_in_the_batch():

@@ -1,6 +1,12 @@
-"""Per-token losses. Label 0 marks a token that is not scored (PAD)."""
+"""The losses of deep supervision (REFERENCE.md section 2). Label 0 marks a token that is not scored (PAD).
+
+Per-token cross-entropies (stablemax, softmax), and `act_loss`: the loss of one supervision step, the answer's
+token loss plus the Q head's halting loss (and HRM's optional continue loss).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,3 +37,50 @@ def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, dtype=torc
 
 
 LOSSES = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy}
+
+
+@dataclass
+class LossParts:
+    """One supervision step's loss and what it saw, summed over the batch (the trainer divides by it)."""
+    total: torch.Tensor       # lm + 0.5 * (q_halt + q_continue), summed over the batch (not divided by it)
+    lm: torch.Tensor          # sum over samples of the mean token loss over scored tokens
+    q_halt: torch.Tensor      # BCE(q_halt, whole answer correct), summed
+    q_continue: torch.Tensor  # BCE(q_continue, target) summed, 0 when no target
+    cell_ok: torch.Tensor     # (B, L) bool: argmax == label on scored tokens
+    seq_ok: torch.Tensor      # (B,) bool: every scored token right
+    n_cells: torch.Tensor     # (B,) scored tokens per sample
+
+
+def act_loss(logits: torch.Tensor, labels: torch.Tensor, q_halt: torch.Tensor, q_continue: torch.Tensor, *,
+             loss: str = "stablemax", q_continue_target: torch.Tensor | None = None,
+             loss_dtype: torch.dtype = torch.float64) -> LossParts:
+    """The loss of one supervision step: logits (B, L, V) against labels (B, L); q_halt, q_continue (B,).
+
+    The Q head learns to predict whether the current answer is right (the halting target of TRM); the
+    continue logit is trained only when a `q_continue_target` is given (HRM's Q-learning, see
+    `q_continue_target`). `loss_dtype` is the precision of the token loss (float64 as in the reference).
+    """
+    token_loss_fn = LOSSES.get(loss)
+    if token_loss_fn is None:
+        raise ValueError(f"unknown loss '{loss}' (choose {' or '.join(LOSSES)})")
+    mask = labels != IGNORE
+    n_cells = mask.sum(-1)
+    token_loss = token_loss_fn(logits, labels, loss_dtype)
+    lm = (token_loss.sum(-1) / n_cells.clamp_min(1)).sum()
+    with torch.no_grad():
+        cell_ok = (logits.argmax(-1) == labels) & mask
+        seq_ok = cell_ok.sum(-1) == n_cells
+    q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, seq_ok.float(), reduction="sum")
+    if q_continue_target is None:
+        q_continue_loss = torch.zeros((), device=logits.device)
+    else:
+        q_continue_loss = F.binary_cross_entropy_with_logits(q_continue, q_continue_target, reduction="sum")
+    return LossParts(total=lm + 0.5 * (q_halt_loss + q_continue_loss), lm=lm, q_halt=q_halt_loss,
+                     q_continue=q_continue_loss, cell_ok=cell_ok, seq_ok=seq_ok, n_cells=n_cells)
+
+
+def q_continue_target(next_q_halt: torch.Tensor, next_q_continue: torch.Tensor, is_last: torch.Tensor) -> torch.Tensor:
+    """HRM's bootstrapped continue target: sigmoid of the next step's Q (its logits computed without
+    gradients): the halt logit where this step was the sample's last (`is_last`, N_sup reached), else the
+    better of halt and continue."""
+    return torch.sigmoid(torch.where(is_last, next_q_halt, torch.maximum(next_q_halt, next_q_continue)))

@@ -1,8 +1,9 @@
 """The training loop: deep supervision over a fixed-shape ACT carry (REFERENCE.md section 2).
 
-One optimizer step per supervision step. The batch is a fixed set of slots; each slot holds one example
-and its y, z. After every step, slots whose example halted (q_halt > 0, or N_sup steps reached) are reset
-to the initial y, z and refilled with the next examples of the shuffled, augmented training stream.
+One optimizer step per supervision step. The batch is a fixed set of slots (trm.carry.ActCarry); each slot
+holds one example and its y, z. After every step, slots whose example halted (q_halt > 0, or N_sup steps
+reached) are reset to the initial y, z and refilled with the next examples of the shuffled, augmented
+training stream. The loss of a step is trm.losses.act_loss.
 """
 
 from __future__ import annotations
@@ -13,20 +14,19 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
+from .carry import ActCarry
 from .data import augmenter, validator
 from .data.format import Dataset, atomic_write_bytes, atomic_write_json, load_dataset
 from .evaluate import evaluate, summary_line
-from .losses import IGNORE, LOSSES
+from .losses import LOSSES, LossParts, act_loss, q_continue_target
 from .model import TRM, Carry, ModelConfig
 from .optim import SignSGDEmbedding, build_optimizer, lr_at
 from .runtime import autocast, environment, git_commit, init_distributed, loss_dtype, resolve_dtype
@@ -72,54 +72,50 @@ class TrainConfig:
     tensorboard: bool = False
 
 
-class ExampleStream:
-    """An endless order over the training examples: a fresh seeded shuffle every epoch. State = (epoch, pos)."""
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch, self.pos = n, seed, 0, 0
-        self._perm = self._permutation()
-
-    def _permutation(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
-
-    def take(self, k: int) -> np.ndarray:
-        out = []
-        while k > 0:
-            m = min(k, self.n - self.pos)
-            out.append(self._perm[self.pos:self.pos + m])
-            self.pos, k = self.pos + m, k - m
-            if self.pos == self.n:
-                self.epoch, self.pos = self.epoch + 1, 0
-                self._perm = self._permutation()
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-    def state(self) -> list[int]:
-        return [self.epoch, self.pos]
-
-    def load_state(self, state) -> None:
-        self.epoch, self.pos = int(state[0]), int(state[1])
-        self._perm = self._permutation()
-
-
 @dataclass
-class Slots:
-    """The ACT carry: per slot the example, its recurrent state and how many steps it has run."""
-    carry: Carry
-    inputs: torch.Tensor
-    labels: torch.Tensor
-    puzzle_ids: torch.Tensor
-    steps: torch.Tensor
-    halted: torch.Tensor
+class StepStats:
+    """What training steps measured, summed over slots (over steps and processes too, between two log lines):
+    `halted` to `steps` count the episodes that ended at a step. `metrics` turns the sums into means."""
+    loss: float = 0.0            # LossParts.total
+    lm_loss: float = 0.0
+    q_halt_loss: float = 0.0
+    q_continue_loss: float = 0.0
+    samples: float = 0.0         # slots stepped
+    halted: float = 0.0          # episodes that ended
+    exact: float = 0.0           # of those, answers entirely right
+    cell: float = 0.0            # of those, the fractions of scored cells right, summed
+    steps: float = 0.0           # of those, the supervision steps run, summed
+    q_halt_correct: float = 0.0  # slots whose q_halt > 0 agrees with whether the answer is right
 
-    TENSORS = ("inputs", "labels", "puzzle_ids", "steps", "halted")
+    @classmethod
+    def measure(cls, parts: LossParts, q_halt: torch.Tensor, halted: torch.Tensor,
+                steps: torch.Tensor) -> StepStats:
+        h = halted.float()
+        sums = {"loss": parts.total.detach(), "lm_loss": parts.lm.detach(), "q_halt_loss": parts.q_halt.detach(),
+                "q_continue_loss": parts.q_continue.detach(), "halted": h.sum(), "exact": (h * parts.seq_ok).sum(),
+                "cell": (h * parts.cell_ok.sum(-1) / parts.n_cells.clamp_min(1)).sum(), "steps": (h * steps).sum(),
+                "q_halt_correct": ((q_halt > 0) == parts.seq_ok).float().sum()}
+        values = torch.stack([v.double() for v in sums.values()]).cpu().tolist()  # one transfer, one sync
+        return cls(samples=float(len(halted)), **dict(zip(sums, values)))
 
-    def state(self) -> dict[str, torch.Tensor]:
-        d = {k: getattr(self, k) for k in self.TENSORS}
-        return {**d, "y": self.carry.y, "z": self.carry.z}
+    def __add__(self, other: StepStats) -> StepStats:
+        return StepStats(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
+    def as_tensor(self) -> torch.Tensor:  # for the all-reduce
+        return torch.tensor(astuple(self), dtype=torch.float64)
 
-class StopTraining(Exception):
-    pass
+    @classmethod
+    def from_tensor(cls, t: torch.Tensor) -> StepStats:
+        return cls(*t.tolist())
+
+    def metrics(self) -> dict:
+        """Losses and Q accuracy per slot; accuracies and steps per ended episode."""
+        per_slot, per_episode = self.samples, max(self.halted, 1.0)
+        return {"loss": self.loss / per_slot, "lm_loss": self.lm_loss / per_slot,
+                "q_halt_loss": self.q_halt_loss / per_slot, "q_continue_loss": self.q_continue_loss / per_slot,
+                "halted": self.halted, "exact_accuracy": self.exact / per_episode,
+                "cell_accuracy": self.cell / per_episode, "mean_steps": self.steps / per_episode,
+                "q_halt_accuracy": self.q_halt_correct / per_slot}
 
 
 class Trainer:
@@ -147,9 +143,6 @@ class Trainer:
             self.cfg = cfg = TrainConfig(**{**saved["train"], **(overrides or {})})
             self.preset = saved.get("preset", preset)
             resume_state = ckpt_io.load_train_state(ck)
-        if cfg.batch_size % self.world:
-            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
-        self.B = cfg.batch_size // self.world  # slots on this process
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.data: Dataset = load_dataset(cfg.data)
         self.train_split, self.test_split = self.data["train"], self.data["test"]
@@ -183,7 +176,8 @@ class Trainer:
         shared = {id(table): table} if table is not None else {}
         self.ema_model = copy.deepcopy(self.model, shared).eval() if cfg.ema > 0 and not cfg.freeze_weights else None
         self.net = self.model  # what the forward is called on: DDP wrapper when distributed
-        if cfg.compile:
+        if cfg.compile:  # the network f, not the model: TRM has no compile hook yet, and nn.Module.compile()
+            # (the whole unrolled step) took 3x as long to compile on the CPU for no faster step
             self.model.f = torch.compile(self.model.f)
         if self.world > 1 and not cfg.freeze_weights:  # frozen: no gradients to average (sign-SGD syncs rows)
             # buffers are not broadcast: the tables stay equal through sign-SGD's gathered updates, and
@@ -199,26 +193,19 @@ class Trainer:
         self.emb_opt = (SignSGDEmbedding(self.model.puzzle_emb, lr=cfg.puzzle_emb_lr,
                                          weight_decay=cfg.puzzle_emb_weight_decay)
                         if self.model.puzzle_emb is not None else None)
-        self.loss_fn = LOSSES.get(cfg.loss)
-        if self.loss_fn is None:
-            raise ValueError(f"unknown loss '{cfg.loss}' (choose stablemax or softmax)")
-        self.stream = ExampleStream(len(self.train_split), cfg.seed)
-        self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # halting exploration, same on all processes
+        if cfg.loss not in LOSSES:
+            raise ValueError(f"unknown loss '{cfg.loss}' (choose {' or '.join(LOSSES)})")
+        self.act = ActCarry(self.model, self.train_split, batch_size=cfg.batch_size, N_sup=model_cfg.N_sup,
+                            seed=cfg.seed, device=self.device, augment=self.augment,
+                            halt_explore_prob=cfg.halt_explore_prob, q_continue=cfg.q_continue_loss,
+                            rank=self.rank, world=self.world)
         self.step = 0
         self.horizon = cfg.steps  # last step of the lr schedule: cfg.steps, or fewer under a time budget
         self.elapsed_before = 0.0
-        self.slots = self._empty_slots()
         if resume_state is not None:
             self._load_state(resume_state)
             if "steps" in (overrides or {}):  # a new length re-plans the schedule
                 self.horizon = cfg.steps
-
-    # --- the ACT carry ------------------------------------------------------------------------------------
-    def _empty_slots(self) -> Slots:
-        B, L = self.B, self.model_cfg.seq_len
-        zeros = lambda *s, dtype=torch.long: torch.zeros(*s, dtype=dtype, device=self.device)  # noqa: E731
-        return Slots(carry=self.model.initial_carry(B, self.device), inputs=zeros(B, L), labels=zeros(B, L),
-                     puzzle_ids=zeros(B), steps=zeros(B), halted=torch.ones(B, dtype=torch.bool, device=self.device))
 
     def _all_reduce(self, t: torch.Tensor, op=None) -> torch.Tensor:
         """All-reduce a small CPU tensor (on the device: NCCL cannot reduce CPU tensors); returns it on CPU."""
@@ -228,40 +215,12 @@ class Trainer:
         dist.all_reduce(d, op=op if op is not None else dist.ReduceOp.SUM)
         return d.cpu()
 
-    def _gather(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world == 1:
-            return t
-        parts = [torch.empty_like(t) for _ in range(self.world)]
-        dist.all_gather(parts, t.contiguous())
-        return torch.cat(parts)
-
-    def _refill(self) -> None:
-        """Reset halted slots and fill them with the next examples, in global slot order on every process,
-        so the data a slot sees does not depend on the number of processes."""
-        s = self.slots
-        halted = self._gather(s.halted).cpu().numpy()
-        where = np.flatnonzero(halted)
-        if len(where) == 0:
-            return
-        idx = self.stream.take(len(where))
-        inputs = np.asarray(self.train_split.inputs[idx])
-        labels = np.asarray(self.train_split.labels[idx])
-        ids = np.asarray(self.train_split.puzzle_ids[idx])
-        if self.augment is not None:
-            inputs, labels = self.augment(inputs, labels, np.random.default_rng([self.cfg.seed, self.step, 7]))
-        lo = self.rank * self.B
-        mine = (where >= lo) & (where < lo + self.B)
-        local = torch.from_numpy(where[mine] - lo).to(self.device)
-        to_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a[mine]).astype(np.int64)).to(self.device)  # noqa
-        s.inputs[local], s.labels[local], s.puzzle_ids[local] = to_dev(inputs), to_dev(labels), to_dev(ids)
-        s.steps[local] = 0
-        s.carry = self.model.reset_carry(s.carry, s.halted)
-        s.halted[:] = False
-
     # --- one supervision step -----------------------------------------------------------------------------
     def train_step(self) -> dict:
-        cfg, mcfg, s = self.cfg, self.model_cfg, self.slots
-        self._refill()
+        """Refill the halted slots, run one supervision step on all, update the weights and halt: returns the
+        learning rate used and the step's StepStats."""
+        cfg, act = self.cfg, self.act
+        act.refill(self.step)
         lr = lr_at(self.step, base=cfg.lr, warmup=cfg.warmup_steps, total=self.horizon, min_ratio=cfg.lr_min_ratio)
         for g in self.opt.param_groups:
             g["lr"] = lr
@@ -270,21 +229,11 @@ class Trainer:
 
         self.model.train()
         with autocast(self.device, self.dtype):
-            new_carry, out = self.net(s.carry, s.inputs, s.puzzle_ids)
-        mask = s.labels != IGNORE
-        n_cells = mask.sum(-1)
-        token_loss = self.loss_fn(out.logits, s.labels, loss_dtype(self.device))
-        lm_loss = (token_loss.sum(-1) / n_cells.clamp_min(1)).sum()
-        with torch.no_grad():
-            cell_ok = (out.logits.argmax(-1) == s.labels) & mask
-            seq_ok = cell_ok.sum(-1) == n_cells
-        q_halt_loss = F.binary_cross_entropy_with_logits(out.q_halt, seq_ok.float(), reduction="sum")
-        steps = s.steps + 1
-        q_cont_loss = torch.zeros((), device=self.device)
-        if cfg.q_continue_loss:
-            q_cont_loss = self._q_continue_loss(new_carry, out, steps)
-        loss = lm_loss + 0.5 * (q_halt_loss + q_cont_loss)
-        (loss / self.B).backward()  # DDP averages over processes: the mean over the global batch
+            new_carry, out = self.net(act.carry, act.inputs, act.puzzle_ids)
+        target = self._q_continue_target(new_carry) if cfg.q_continue_loss else None
+        parts = act_loss(out.logits, act.labels, out.q_halt, out.q_continue, loss=cfg.loss, q_continue_target=target,
+                         loss_dtype=loss_dtype(self.device))
+        (parts.total / act.B).backward()  # DDP averages over processes: the mean over the global batch
 
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
@@ -295,34 +244,16 @@ class Trainer:
                 ema_p, p = list(self.ema_model.parameters()), list(self.model.parameters())
                 torch._foreach_lerp_(ema_p, p, 1 - cfg.ema)
 
-        with torch.no_grad():  # halting (training): N_sup reached or Q says halt, after exploration's minimum
-            halted = steps >= mcfg.N_sup
-            if mcfg.N_sup > 1:
-                q_says = out.q_halt > out.q_continue if cfg.q_continue_loss else out.q_halt > 0
-                explore = torch.rand(cfg.batch_size, generator=self.gen) < cfg.halt_explore_prob
-                min_steps = explore * torch.randint(2, mcfg.N_sup + 1, (cfg.batch_size,), generator=self.gen)
-                min_steps = min_steps[self.rank * self.B:(self.rank + 1) * self.B].to(self.device)
-                halted = (halted | q_says) & (steps >= min_steps)
-        s.carry, s.steps, s.halted = new_carry, steps, halted
+        act.halt(new_carry, out.q_halt, out.q_continue)
         self.step += 1
-        # metrics over the episodes that ended at this step (summed here, averaged after the all-reduce)
-        h = halted.float()
-        stats = torch.stack([
-            loss.detach().double(), lm_loss.detach().double(), q_halt_loss.detach().double(),
-            q_cont_loss.detach().double(), torch.tensor(float(self.B), dtype=torch.float64, device=self.device),
-            h.sum().double(), (h * seq_ok).sum().double(),
-            (h * cell_ok.sum(-1) / n_cells.clamp_min(1)).sum().double(), (h * steps).sum().double(),
-            ((out.q_halt > 0) == seq_ok).float().sum().double()]).cpu()
-        return {"lr": lr, "stats": stats}
+        return {"lr": lr, "stats": StepStats.measure(parts, out.q_halt, act.halted, act.steps)}
 
-    def _q_continue_loss(self, new_carry: Carry, out, steps: torch.Tensor) -> torch.Tensor:
-        """HRM's bootstrapped target: sigmoid of the next step's Q (halt if it is the last step, else the
-        better of halt and continue). The next step runs without gradients from the detached carry."""
+    def _q_continue_target(self, new_carry: Carry) -> torch.Tensor:
+        """HRM's bootstrapped continue target (losses.q_continue_target) from the next step, run without
+        gradients from the detached carry."""
         with torch.no_grad(), autocast(self.device, self.dtype):
-            _, nxt = self.model(new_carry, self.slots.inputs, self.slots.puzzle_ids)
-        is_last = steps >= self.model_cfg.N_sup
-        target = torch.sigmoid(torch.where(is_last, nxt.q_halt, torch.maximum(nxt.q_halt, nxt.q_continue)))
-        return F.binary_cross_entropy_with_logits(out.q_continue, target, reduction="sum")
+            _, nxt = self.model(new_carry, self.act.inputs, self.act.puzzle_ids)
+        return q_continue_target(nxt.q_halt, nxt.q_continue, self.act.is_last())
 
     # --- evaluation, state, checkpoints -------------------------------------------------------------------
     def eval_model(self) -> TRM:
@@ -343,10 +274,10 @@ class Trainer:
                 "step": self.step}
 
     def _state(self, elapsed: float) -> dict:
-        slots = {k: self._gather(v) for k, v in self.slots.state().items()}
+        """The content of train_state.pt (collective: the ACT carry is gathered from every process)."""
         return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "ema": self.ema_model.state_dict() if self.ema_model is not None else {},
-                "stream": self.stream.state(), "gen": self.gen.get_state(), "slots": slots,
+                **self.act.state(),  # "stream", "gen", "slots"
                 "elapsed": elapsed, "world_size": self.world, "horizon": self.horizon}
 
     def _load_state(self, st: dict) -> None:
@@ -354,17 +285,9 @@ class Trainer:
         self.opt.load_state_dict(st["optimizer"])
         if self.ema_model is not None and st["ema"]:
             self.ema_model.load_state_dict(st["ema"])
-        self.stream.load_state(st["stream"])
-        self.gen.set_state(st["gen"])
+        self.act.load_state(st)
         self.step, self.elapsed_before = int(st["step"]), float(st["elapsed"])
         self.horizon = min(int(st.get("horizon", self.cfg.steps)), self.cfg.steps)
-        sl = st["slots"]
-        if len(sl["steps"]) != self.cfg.batch_size:
-            raise ckpt_io.CheckpointError(f"checkpoint has {len(sl['steps'])} slots, batch_size is {self.cfg.batch_size}")
-        part = lambda t: t[self.rank * self.B:(self.rank + 1) * self.B].to(self.device)  # noqa: E731
-        self.slots = Slots(carry=Carry(y=part(sl["y"]), z=part(sl["z"])), inputs=part(sl["inputs"]),
-                           labels=part(sl["labels"]), puzzle_ids=part(sl["puzzle_ids"]), steps=part(sl["steps"]),
-                           halted=part(sl["halted"]))
 
     def save(self, elapsed: float) -> None:
         state = self._state(elapsed)  # collective: every process takes part
@@ -389,7 +312,7 @@ class Trainer:
         prev = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True)) if self.main else None
         bar = tqdm(total=self.horizon, initial=self.step, disable=not (self.main and self.progress),
                    dynamic_ncols=True, unit="step")
-        acc = torch.zeros(10, dtype=torch.float64)
+        acc = StepStats()
         last_ckpt_time, last_log = time.monotonic(), time.monotonic()
         samples_since = 0
         fit_at = self.step + 20 if cfg.time_budget else -1  # measure 10 steps after 10 of warm-up
@@ -404,11 +327,12 @@ class Trainer:
                 samples_since += cfg.batch_size
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.horizon:
-                    acc = self._all_reduce(acc)
+                    acc = StepStats.from_tensor(self._all_reduce(acc.as_tensor()))
                     now = time.monotonic()
-                    m = self._metrics(acc, r["lr"], samples_since / max(1e-9, now - last_log))
-                    m["elapsed_s"] = round(self.elapsed_before + now - start, 1)
-                    acc.zero_(); samples_since, last_log = 0, now
+                    m = {"step": self.step, "lr": r["lr"], **acc.metrics(),
+                         "samples_x_steps_per_s": samples_since / max(1e-9, now - last_log),
+                         "elapsed_s": round(self.elapsed_before + now - start, 1)}
+                    acc, samples_since, last_log = StepStats(), 0, now
                     if self.main:
                         bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['exact_accuracy']:.3f}",
                                         steps=f"{m['mean_steps']:.1f}")
@@ -480,14 +404,6 @@ class Trainer:
         if self.main:
             tqdm.write(f"step {self.step}: test {summary_line(m)}")
             self._log(metrics_path, tb, {"step": self.step, "eval": m})
-
-    def _metrics(self, acc: torch.Tensor, lr: float, samples_per_s: float) -> dict:
-        loss, lm, qh, qc, slots, n_halt, n_exact, cell, nsteps, qacc = acc.tolist()
-        nh = max(n_halt, 1.0)
-        return {"step": self.step, "lr": lr, "loss": loss / slots, "lm_loss": lm / slots, "q_halt_loss": qh / slots,
-                "q_continue_loss": qc / slots, "halted": n_halt, "exact_accuracy": n_exact / nh,
-                "cell_accuracy": cell / nh, "mean_steps": nsteps / nh, "q_halt_accuracy": qacc / slots,
-                "samples_x_steps_per_s": samples_per_s}
 
     def _log(self, path: Path, tb, record: dict) -> None:
         with open(path, "a") as f:

@@ -393,8 +393,7 @@ def check_against(model: TRM, golden: dict[str, torch.Tensor], kind: str, *, q_c
     """Run the stored batch through `model` as the reference did: every supervision step in eval mode from
     the initial carry, and one training step's loss and gradients. Returns per-step and per-parameter
     differences, the tolerances, and `ok`."""
-    from .losses import IGNORE, stablemax_cross_entropy
-    import torch.nn.functional as F
+    from .losses import IGNORE, act_loss, q_continue_target
     cfg = model.cfg
     inputs, ids = golden["inputs"].long(), golden["puzzle_identifiers"].long()
     labels = golden["labels"].long()
@@ -416,21 +415,14 @@ def check_against(model: TRM, golden: dict[str, torch.Tensor], kind: str, *, q_c
     model.zero_grad(set_to_none=True)
     carry = model.initial_carry(B)
     new_carry, out = model(carry, inputs, ids)
-    mask = labels != IGNORE
-    n_cells = mask.sum(-1)
-    lm = (stablemax_cross_entropy(out.logits, labels).sum(-1) / n_cells.clamp_min(1)).sum()
-    seq_ok = (((out.logits.argmax(-1) == labels) & mask).sum(-1) == n_cells)
-    q_halt = F.binary_cross_entropy_with_logits(out.q_halt, seq_ok.float(), reduction="sum")
-    q_cont = torch.zeros(())
-    if q_continue_loss:
+    target = None
+    if q_continue_loss:  # HRM: the target is the next step's Q, run without gradients (as the trainer does)
         with torch.no_grad():
             _, nxt = model(new_carry, inputs, ids)
-        is_last = torch.full((B,), 1 >= cfg.N_sup)
-        target = torch.sigmoid(torch.where(is_last, nxt.q_halt, torch.maximum(nxt.q_halt, nxt.q_continue)))
-        q_cont = F.binary_cross_entropy_with_logits(out.q_continue, target, reduction="sum")
-    loss = lm + 0.5 * (q_halt + q_cont)
-    loss.backward()
-    loss, lm, q_halt = loss.detach(), lm.detach(), q_halt.detach()
+        target = q_continue_target(nxt.q_halt, nxt.q_continue, torch.full((B,), 1 >= cfg.N_sup))
+    parts = act_loss(out.logits, labels, out.q_halt, out.q_continue, loss="stablemax", q_continue_target=target)
+    parts.total.backward()
+    loss, lm, q_halt = parts.total.detach(), parts.lm.detach(), parts.q_halt.detach()
     rel = lambda a, b: abs(float(a) - float(b)) / max(abs(float(b)), 1e-12)  # noqa: E731
     losses = {"loss": rel(loss, golden["train_loss"]), "lm_loss": rel(lm, golden["train_lm_loss"]),
               "q_halt_loss": rel(q_halt, golden["train_q_halt_loss"])}

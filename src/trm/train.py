@@ -176,9 +176,9 @@ class Trainer:
         shared = {id(table): table} if table is not None else {}
         self.ema_model = copy.deepcopy(self.model, shared).eval() if cfg.ema > 0 and not cfg.freeze_weights else None
         self.net = self.model  # what the forward is called on: DDP wrapper when distributed
-        if cfg.compile:  # the network f, not the model: TRM has no compile hook yet, and nn.Module.compile()
-            # (the whole unrolled step) took 3x as long to compile on the CPU for no faster step
-            self.model.f = torch.compile(self.model.f)
+        if cfg.compile:  # the networks, not the model: nn.Module.compile() (the whole unrolled step) took 3x as
+            # long to compile on the CPU for no faster step
+            self.model.compile_networks()
         if self.world > 1 and not cfg.freeze_weights:  # frozen: no gradients to average (sign-SGD syncs rows)
             # buffers are not broadcast: the tables stay equal through sign-SGD's gathered updates, and
             # broadcasting a 1.8 GB table every step would dominate the step

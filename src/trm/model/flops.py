@@ -24,11 +24,11 @@ def heads_flops(cfg: ModelConfig, batch: int) -> int:
 
 
 def train_step_flops(cfg: ModelConfig, batch: int) -> int:
-    """One supervision step in training: T-1 cycles forward only, the last cycle and heads forward + backward
-    (backward = 2x forward)."""
-    call = net_call_flops(cfg, batch)
-    return (cfg.T - 1) * (cfg.n + 1) * call + 3 * ((cfg.n + 1) * call + heads_flops(cfg, batch))
+    """One supervision step in training: the calls without a graph forward only, those with one (TRM: the last
+    recursion) and the heads forward + backward (backward = 2x forward)."""
+    call, grad = net_call_flops(cfg, batch), cfg.grad_calls_per_step
+    return (cfg.calls_per_step - grad) * call + 3 * (grad * call + heads_flops(cfg, batch))
 
 
 def eval_step_flops(cfg: ModelConfig, batch: int) -> int:
-    return cfg.T * (cfg.n + 1) * net_call_flops(cfg, batch) + heads_flops(cfg, batch)
+    return cfg.calls_per_step * net_call_flops(cfg, batch) + heads_flops(cfg, batch)

@@ -86,7 +86,7 @@ def build_steps(name, device, dtype, batch=0, compile_=False):
         torch._dynamo.reset()  # each preset is a new model: no recompile limit shared across them
         model.compile_networks()
     B = batch or p.train.batch_size
-    opt = build_optimizer(model.parameters(), name=p.train.optimizer, lr=1e-4, weight_decay=0.1, betas=(0.9, 0.95))
+    opt = build_optimizer(model.named_parameters(), name=p.train.optimizer, lr=1e-4, weight_decay=0.1, betas=(0.9, 0.95))
     inputs = torch.randint(1, cfg.vocab_size, (B, cfg.seq_len), device=device)
     labels = torch.randint(1, cfg.vocab_size, (B, cfg.seq_len), device=device)
     ids = torch.zeros(B, dtype=torch.long, device=device)

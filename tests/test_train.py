@@ -84,11 +84,11 @@ def test_resume_is_equivalent_to_an_uninterrupted_run(sort_data, tmp_path):
 
 
 def test_train_state_keeps_its_layout(sort_data, tmp_path):
-    """The keys of train_state.pt: checkpoints written before the ACT carry had its own module still resume."""
+    """The keys of train_state.pt: older checkpoints (without "schedule" and "train_seconds") still resume."""
     trainer(sort_data, tmp_path / "run", steps=2).fit()
     st = torch.load(resolve_checkpoint(tmp_path / "run") / "train_state.pt", weights_only=True)
     assert set(st) == {"step", "model", "optimizer", "ema", "stream", "gen", "slots", "elapsed", "world_size",
-                       "horizon"}
+                       "horizon", "schedule", "train_seconds"}
     assert set(st["slots"]) == {"inputs", "labels", "puzzle_ids", "steps", "halted", "y", "z"}
     assert st["slots"]["z"].shape == (16, 1 + 8, 32) and st["slots"]["halted"].dtype == torch.bool
 

@@ -1,4 +1,5 @@
-"""The ACT carry of training (REFERENCE.md section 2): a fixed set of slots, one example each.
+"""The ACT carry of training (the paper's deep supervision with ACT halting): a fixed set of slots, one
+example each.
 
 Every slot holds an example, its recurrent state (the model's carry: y, z) and the supervision steps it has
 run. After each step, `halt` decides which examples are done (N_sup steps, or Q says halt after the
@@ -63,7 +64,7 @@ class ActCarry:
 
     def __init__(self, model, split, *, batch_size: int, N_sup: int, seed: int, device: torch.device,
                  augment=None, halt_explore_prob: float = 0.1, q_continue: bool = False, rank: int = 0,
-                 world: int = 1):
+                 world: int = 1, stagger: bool = False):
         if batch_size % world:
             raise ValueError(f"batch_size {batch_size} is not divisible by {world} processes")
         self.model, self.split, self.augment = model, split, augment
@@ -80,6 +81,11 @@ class ActCarry:
         self.carry: Carry = model.initial_carry(B, device)
         self.inputs, self.labels, self.puzzle_ids, self.steps = zeros(B, L), zeros(B, L), zeros(B), zeros(B)
         self.halted = torch.ones(B, dtype=torch.bool, device=device)  # every slot empty: the first refill fills all
+        # Stagger: global slot g starts its first example at step g * N_sup // batch_size, so its first episode
+        # is shorter and, while Q never halts, a rotating 1/N_sup of the slots is refilled every step instead of
+        # all of them every N_sup steps (each batch mixes depths and puzzles; the example order is unchanged).
+        g = torch.arange(batch_size)
+        self._start_steps = self._mine(g * N_sup // batch_size) if stagger else None
 
     def _mine(self, t: torch.Tensor) -> torch.Tensor:
         """This process's share of a tensor over the global slots."""
@@ -112,6 +118,8 @@ class ActCarry:
         to_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a[mine]).astype(np.int64)).to(self.device)  # noqa
         self.inputs[local], self.labels[local], self.puzzle_ids[local] = to_dev(inputs), to_dev(labels), to_dev(ids)
         self.steps[local] = 0
+        if self._start_steps is not None:  # the first fill of a staggered carry
+            self.steps, self._start_steps = self._start_steps.clone(), None
         self.carry = self.model.reset_carry(self.carry, self.halted)
         self.halted[:] = False
 
@@ -122,7 +130,7 @@ class ActCarry:
     @torch.no_grad()
     def halt(self, carry: Carry, q_halt: torch.Tensor, q_continue: torch.Tensor) -> None:
         """After a step: store its carry, count the step, and halt where N_sup is reached or Q says halt, once
-        the exploration minimum is run (REFERENCE.md section 2; halting is decided in training only)."""
+        the exploration minimum is run (halting is decided in training only; evaluation runs every step)."""
         steps = self.steps + 1
         halted = steps >= self.N_sup
         if self.N_sup > 1:
@@ -147,6 +155,7 @@ class ActCarry:
             raise CheckpointError(f"checkpoint has {len(sl['steps'])} slots, batch_size is {self.global_size}")
         self.stream.load_state(st["stream"])
         self.gen.set_state(st["gen"])
+        self._start_steps = None  # a resumed carry is already staggered (or not)
         for k in self.SLOT_TENSORS:
             setattr(self, k, self._mine(sl[k]))
         self.carry = type(self.carry)(**{f.name: self._mine(sl[f.name]) for f in fields(self.carry)})

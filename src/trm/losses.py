@@ -53,12 +53,13 @@ class LossParts:
 
 def act_loss(logits: torch.Tensor, labels: torch.Tensor, q_halt: torch.Tensor, q_continue: torch.Tensor, *,
              loss: str = "stablemax", q_continue_target: torch.Tensor | None = None,
-             loss_dtype: torch.dtype = torch.float64) -> LossParts:
+             loss_dtype: torch.dtype = torch.float64, weights: torch.Tensor | None = None) -> LossParts:
     """The loss of one supervision step: logits (B, L, V) against labels (B, L); q_halt, q_continue (B,).
 
     The Q head learns to predict whether the current answer is right (the halting target of TRM); the
     continue logit is trained only when a `q_continue_target` is given (HRM's Q-learning, see
     `q_continue_target`). `loss_dtype` is the precision of the token loss (float64 as in the reference).
+    `weights` (B,) scale each sample's losses (a supervision-step weighting); the parts are then weighted sums.
     """
     token_loss_fn = LOSSES.get(loss)
     if token_loss_fn is None:
@@ -66,15 +67,17 @@ def act_loss(logits: torch.Tensor, labels: torch.Tensor, q_halt: torch.Tensor, q
     mask = labels != IGNORE
     n_cells = mask.sum(-1)
     token_loss = token_loss_fn(logits, labels, loss_dtype)
-    lm = (token_loss.sum(-1) / n_cells.clamp_min(1)).sum()
+    per_sample = token_loss.sum(-1) / n_cells.clamp_min(1)
     with torch.no_grad():
         cell_ok = (logits.argmax(-1) == labels) & mask
         seq_ok = cell_ok.sum(-1) == n_cells
-    q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, seq_ok.float(), reduction="sum")
-    if q_continue_target is None:
-        q_continue_loss = torch.zeros((), device=logits.device)
-    else:
-        q_continue_loss = F.binary_cross_entropy_with_logits(q_continue, q_continue_target, reduction="sum")
+    q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, seq_ok.float(), reduction="none")
+    q_continue_loss = (torch.zeros_like(q_halt_loss) if q_continue_target is None else
+                       F.binary_cross_entropy_with_logits(q_continue, q_continue_target, reduction="none"))
+    if weights is not None:
+        w = weights.to(per_sample.dtype)
+        per_sample, q_halt_loss, q_continue_loss = per_sample * w, q_halt_loss * w, q_continue_loss * w
+    lm, q_halt_loss, q_continue_loss = per_sample.sum(), q_halt_loss.sum(), q_continue_loss.sum()
     return LossParts(total=lm + 0.5 * (q_halt_loss + q_continue_loss), lm=lm, q_halt=q_halt_loss,
                      q_continue=q_continue_loss, cell_ok=cell_ok, seq_ok=seq_ok, n_cells=n_cells)
 

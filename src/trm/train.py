@@ -8,6 +8,7 @@ training stream. The loss of a step is trm.losses.act_loss.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import signal
@@ -39,16 +40,22 @@ class TrainConfig:
     batch_size: int = 768           # global batch = slots of the ACT carry, split across processes
     steps: int = 65104              # optimizer steps; epochs*examples/batch in the paper (50000*1000/768)
     lr: float = 1e-4
-    lr_min_ratio: float = 1.0       # cosine floor as a fraction of lr (1.0 = constant after warmup)
+    lr_min_ratio: float = 1.0       # cosine floor as a fraction of lr (1.0 = constant after warmup, as published)
     warmup_steps: int = 2000
     weight_decay: float = 1.0
     beta1: float = 0.9
     beta2: float = 0.95
-    optimizer: str = "adam_atan2"   # adam_atan2 (reference) or adamw
+    optimizer: str = "adam_atan2"   # adam_atan2 (reference), adamw, or muon (the networks' matrices; AdamW the rest)
     puzzle_emb_lr: float = 1e-4     # sign-SGD on the puzzle-embedding rows of the batch
     puzzle_emb_weight_decay: float = 1.0
     loss: str = "stablemax"         # stablemax (reference) or softmax cross-entropy
     halt_explore_prob: float = 0.1  # chance that a sample must run at least U{2..N_sup} steps
+    stagger: bool = False           # start the slots at spread-out step counts, so each batch mixes depths and
+                                    # puzzles (the reference starts all together: lockstep while Q never halts)
+    depth_curriculum: str = ""      # train shallower first (CGAR, arXiv 2511.08653): "n:T@fraction,...", e.g.
+                                    # "2:1@0,4:1@0.3,4:2@0.6": from that fraction of the schedule on, that n and T
+    step_weight: float = 1.0        # loss at supervision step s weighted step_weight**(s-1), mean 1 over N_sup
+                                    # steps (CGAR's supervision weighting: 0.7; 1 = every step alike)
     q_continue_loss: bool = False   # HRM-style bootstrapped continue loss (off in TRM)
     ema: float = 0.999              # EMA rate of the weights that are evaluated and saved (0 = off)
     augment: bool = True            # on-the-fly augmentation of training examples
@@ -57,6 +64,7 @@ class TrainConfig:
     freeze_weights: bool = False    # train only the puzzle embeddings (with init_from): test-time adaptation
                                     # to new ARC tasks, the reference's answer for unseen tasks
     eval_every: int = 5000          # steps between evaluations on the test split
+    eval_minutes: float = 0.0       # also evaluate every this many minutes of training time (0 = off)
     eval_limit: int = 0             # test examples per periodic evaluation (0 = all); the final one uses all
     eval_batch_size: int = 256
     checkpoint_every: int = 1000    # steps between checkpoints (also every checkpoint_minutes)
@@ -70,6 +78,26 @@ class TrainConfig:
     device: str = "auto"            # auto = cuda, then mps, then cpu
     threads: int = 0                # CPU threads (0 = torch's default)
     tensorboard: bool = False
+
+
+def parse_depth_curriculum(text: str, model_cfg: ModelConfig) -> list[tuple[float, int, int]]:
+    """ "n:T@fraction,..." -> [(fraction, n, T)] sorted, starting at fraction 0 (one-line errors)."""
+    if not text.strip():
+        return []
+    stages = []
+    for part in text.split(","):
+        try:
+            depth, frac = part.split("@")
+            n, T = (int(v) for v in depth.split(":"))
+            stages.append((float(frac), n, T))
+        except ValueError:
+            raise ValueError(f"depth_curriculum: '{part}' is not n:T@fraction (e.g. 2:1@0,4:2@0.5)") from None
+    stages.sort()
+    if stages[0][0] != 0 or any(not 0 <= f < 1 or n < 1 or T < 1 for f, n, T in stages):
+        raise ValueError("depth_curriculum: fractions in [0, 1) starting at 0, n and T >= 1")
+    if model_cfg.recursion == "multiz":
+        raise ValueError("depth_curriculum: a multi-z model's n is its number of latents and cannot change")
+    return stages
 
 
 @dataclass
@@ -120,7 +148,7 @@ class StepStats:
 
 class Trainer:
     # settings a resumed run may change without changing its maths
-    RESUMABLE = ("time_budget", "device", "threads", "steps", "eval_every", "eval_limit", "checkpoint_every",
+    RESUMABLE = ("time_budget", "device", "threads", "steps", "eval_every", "eval_minutes", "eval_limit", "checkpoint_every",
                  "checkpoint_minutes", "log_every", "tensorboard")
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, *, preset: str = "", resume: str = "",
@@ -188,7 +216,7 @@ class Trainer:
                 self.net = torch.nn.parallel.DistributedDataParallel(
                     self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                     broadcast_buffers=False)
-        self.opt = build_optimizer(self.model.parameters(), name=cfg.optimizer, lr=cfg.lr,
+        self.opt = build_optimizer(self.model.named_parameters(), name=cfg.optimizer, lr=cfg.lr,
                                    weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
         self.emb_opt = (SignSGDEmbedding(self.model.puzzle_emb, lr=cfg.puzzle_emb_lr,
                                          weight_decay=cfg.puzzle_emb_weight_decay)
@@ -198,14 +226,23 @@ class Trainer:
         self.act = ActCarry(self.model, self.train_split, batch_size=cfg.batch_size, N_sup=model_cfg.N_sup,
                             seed=cfg.seed, device=self.device, augment=self.augment,
                             halt_explore_prob=cfg.halt_explore_prob, q_continue=cfg.q_continue_loss,
-                            rank=self.rank, world=self.world)
+                            rank=self.rank, world=self.world, stagger=cfg.stagger)
+        self.curriculum = parse_depth_curriculum(cfg.depth_curriculum, model_cfg)
+        if cfg.step_weight <= 0:
+            raise ValueError(f"step_weight must be > 0, not {cfg.step_weight}")
+        w = cfg.step_weight ** torch.arange(model_cfg.N_sup, dtype=torch.float64)
+        self.step_weights = (w / w.mean()).to(self.device) if cfg.step_weight != 1 else None
         self.step = 0
         self.horizon = cfg.steps  # last step of the lr schedule: cfg.steps, or fewer under a time budget
+        self.schedule_start, self.schedule_warmup = 0, cfg.warmup_steps  # where the current cosine begins
         self.elapsed_before = 0.0
+        self.train_seconds = 0.0  # time spent in training steps (not evaluating or saving), over all sessions
         if resume_state is not None:
             self._load_state(resume_state)
             if "steps" in (overrides or {}):  # a new length re-plans the schedule
                 self.horizon = cfg.steps
+            elif cfg.time_budget and self.step >= self.horizon:
+                self._extend()
 
     def _all_reduce(self, t: torch.Tensor, op=None) -> torch.Tensor:
         """All-reduce a small CPU tensor (on the device: NCCL cannot reduce CPU tensors); returns it on CPU."""
@@ -221,18 +258,21 @@ class Trainer:
         learning rate used and the step's StepStats."""
         cfg, act = self.cfg, self.act
         act.refill(self.step)
-        lr = lr_at(self.step, base=cfg.lr, warmup=cfg.warmup_steps, total=self.horizon, min_ratio=cfg.lr_min_ratio)
+        lr = lr_at(self.step - self.schedule_start, base=cfg.lr, warmup=self.schedule_warmup,
+                   total=self.horizon - self.schedule_start, min_ratio=cfg.lr_min_ratio)
         for g in self.opt.param_groups:
             g["lr"] = lr
         if self.emb_opt is not None:
             self.emb_opt.lr = lr * cfg.puzzle_emb_lr / cfg.lr
 
         self.model.train()
-        with autocast(self.device, self.dtype):
+        with self._depth(), autocast(self.device, self.dtype):
             new_carry, out = self.net(act.carry, act.inputs, act.puzzle_ids)
-        target = self._q_continue_target(new_carry) if cfg.q_continue_loss else None
+            target = self._q_continue_target(new_carry) if cfg.q_continue_loss else None
+        weights = self.step_weights[act.steps.clamp_max(len(self.step_weights) - 1)] \
+            if self.step_weights is not None else None
         parts = act_loss(out.logits, act.labels, out.q_halt, out.q_continue, loss=cfg.loss, q_continue_target=target,
-                         loss_dtype=loss_dtype(self.device))
+                         loss_dtype=loss_dtype(self.device), weights=weights)
         (parts.total / act.B).backward()  # DDP averages over processes: the mean over the global batch
 
         self.opt.step()
@@ -248,10 +288,34 @@ class Trainer:
         self.step += 1
         return {"lr": lr, "stats": StepStats.measure(parts, out.q_halt, act.halted, act.steps)}
 
+    @contextlib.contextmanager
+    def _depth(self):
+        """Under a depth curriculum, the step runs with the stage's n and T (evaluation always uses the
+        model's own)."""
+        if not self.curriculum:
+            yield
+            return
+        frac = (self.step - self.schedule_start) / max(1, self.horizon - self.schedule_start)
+        _, n, T = [s for s in self.curriculum if s[0] <= frac][-1]
+        c = self.model.cfg
+        saved = c.n, c.T
+        c.n, c.T = n, T
+        try:
+            yield
+        finally:
+            c.n, c.T = saved
+
+    def _extend(self) -> None:
+        """Resumed with a time budget after the schedule ended: a new warm-up + cosine segment from here, whose
+        end the budget fits (the optimizer state, data order and carry go on as they were)."""
+        self.schedule_start = self.step
+        self.schedule_warmup = min(self.cfg.warmup_steps, 50)  # a short re-warm: Adam's moments are kept
+        self.horizon = self.step + 10**9  # until _fit_horizon measures what fits
+
     def _q_continue_target(self, new_carry: Carry) -> torch.Tensor:
         """HRM's bootstrapped continue target (losses.q_continue_target) from the next step, run without
         gradients from the detached carry."""
-        with torch.no_grad(), autocast(self.device, self.dtype):
+        with torch.no_grad():
             _, nxt = self.model(new_carry, self.act.inputs, self.act.puzzle_ids)
         return q_continue_target(nxt.q_halt, nxt.q_continue, self.act.is_last())
 
@@ -278,7 +342,8 @@ class Trainer:
         return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "ema": self.ema_model.state_dict() if self.ema_model is not None else {},
                 **self.act.state(),  # "stream", "gen", "slots"
-                "elapsed": elapsed, "world_size": self.world, "horizon": self.horizon}
+                "elapsed": elapsed, "world_size": self.world, "horizon": self.horizon,
+                "schedule": [self.schedule_start, self.schedule_warmup], "train_seconds": self.train_seconds}
 
     def _load_state(self, st: dict) -> None:
         self.model.load_state_dict(st["model"])
@@ -287,7 +352,11 @@ class Trainer:
             self.ema_model.load_state_dict(st["ema"])
         self.act.load_state(st)
         self.step, self.elapsed_before = int(st["step"]), float(st["elapsed"])
-        self.horizon = min(int(st.get("horizon", self.cfg.steps)), self.cfg.steps)
+        self.schedule_start, self.schedule_warmup = (int(v) for v in st.get("schedule", [0, self.cfg.warmup_steps]))
+        self.horizon = int(st.get("horizon", self.cfg.steps))
+        if self.schedule_start == 0:
+            self.horizon = min(self.horizon, self.cfg.steps)
+        self.train_seconds = float(st.get("train_seconds", 0.0))
 
     def save(self, elapsed: float) -> None:
         state = self._state(elapsed)  # collective: every process takes part
@@ -316,13 +385,16 @@ class Trainer:
         last_ckpt_time, last_log = time.monotonic(), time.monotonic()
         samples_since = 0
         fit_at = self.step + 20 if cfg.time_budget else -1  # measure 10 steps after 10 of warm-up
+        next_eval_min = (self.train_seconds / 60 // cfg.eval_minutes + 1) * cfg.eval_minutes if cfg.eval_minutes else 0
         try:
             while self.step < self.horizon:
                 if self.step == fit_at - 10:
                     t_fit = time.monotonic()
                 if self.step == fit_at:
                     self._fit_horizon(bar, start, (time.monotonic() - t_fit) / 10)
+                t_step = time.monotonic()
                 r = self.train_step()
+                self.train_seconds += time.monotonic() - t_step
                 acc += r["stats"]
                 samples_since += cfg.batch_size
                 bar.update(1)
@@ -337,7 +409,13 @@ class Trainer:
                         bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['exact_accuracy']:.3f}",
                                         steps=f"{m['mean_steps']:.1f}")
                         self._log(metrics_path, tb, m)
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.horizon:
+                due = cfg.eval_every and self.step % cfg.eval_every == 0
+                if cfg.eval_minutes:  # on a clock of training time, the same on every process (all-reduced)
+                    mins = float(self._all_reduce(torch.tensor([self.train_seconds / 60]), op=dist.ReduceOp.MAX)
+                                 [0]) if self.world > 1 else self.train_seconds / 60
+                    if mins >= next_eval_min:
+                        due, next_eval_min = True, (mins // cfg.eval_minutes + 1) * cfg.eval_minutes
+                if due and self.step < self.horizon:
                     self._periodic_eval(metrics_path, tb)
                 timed_out = cfg.time_budget and (time.monotonic() - start) > cfg.time_budget * 60
                 flag = self._all_reduce(torch.tensor([float(stop["flag"] or bool(timed_out))]))
@@ -365,10 +443,14 @@ class Trainer:
         """Under a time budget, end the lr schedule (warm-up, cosine) at the step the budget reaches, so a
         short run anneals instead of stopping at a high learning rate. Periodic evals are charged as well."""
         left = self.cfg.time_budget * 60 - (time.monotonic() - start)
-        n_evals = (self.cfg.steps - self.step) // self.cfg.eval_every if self.cfg.eval_every else 0
+        planned = self.horizon if self.schedule_start else self.cfg.steps  # an extension: up to the fit
+        n_evals = int(left / 60 / self.cfg.eval_minutes) if self.cfg.eval_minutes else 0
+        n_evals += min(planned - self.step, int(left / max(s_per_step, 1e-9))) // self.cfg.eval_every \
+            if self.cfg.eval_every else 0
         eval_s = s_per_step / 3 * self.model_cfg.N_sup * min(len(self.test_split), self.cfg.eval_limit or 10**9) \
             / self.cfg.batch_size  # forward only: about a third of a training step per sample and step
-        fits = self.step + int(0.95 * left / (s_per_step + eval_s * n_evals / max(1, self.cfg.steps - self.step)))
+        steps_left = max(1, int(left / max(s_per_step, 1e-9)))
+        fits = self.step + int(0.95 * left / (s_per_step + eval_s * n_evals / steps_left))
         if self.world > 1:  # every process must end at the same step: the slowest one's estimate
             fits = int(self._all_reduce(torch.tensor([float(fits)]), op=dist.ReduceOp.MIN)[0])
         if fits < self.horizon:
@@ -377,7 +459,7 @@ class Trainer:
             bar.refresh()
             if self.main:
                 tqdm.write(f"time budget {self.cfg.time_budget:g} min at {s_per_step:.2f} s/step: the lr schedule "
-                           f"now ends at step {self.horizon} (of {self.cfg.steps})")
+                           f"now ends at step {self.horizon}")
 
     def _evaluate(self, model: TRM, **kw) -> dict:
         """`evaluate` on the test split; in a process group every rank runs its share of the puzzles and all
@@ -388,7 +470,8 @@ class Trainer:
     def final_eval(self, metrics_path: Path, tb=None) -> dict | None:
         """Every rank evaluates its share; the main process records the figures and returns them."""
         m = self._evaluate(self.eval_model(), desc="final eval", validity=validator(self.data.meta))
-        result = {"step": self.step, "weights": "ema" if self.ema_model is not None else "raw", **m}
+        result = {"step": self.step, "train_s": round(self.train_seconds, 1),
+                  "weights": "ema" if self.ema_model is not None else "raw", **m}
         if self.ema_model is not None:  # short CPU runs: the raw weights can be ahead of a slow EMA
             raw = self._evaluate(self.model, desc="final eval (raw)")
             result["raw"] = {k: raw[k] for k in ("exact_accuracy", "cell_accuracy", "exact_accuracy_at_halt")}
@@ -403,7 +486,7 @@ class Trainer:
         m = self._evaluate(self.eval_model(), limit=self.cfg.eval_limit)
         if self.main:
             tqdm.write(f"step {self.step}: test {summary_line(m)}")
-            self._log(metrics_path, tb, {"step": self.step, "eval": m})
+            self._log(metrics_path, tb, {"step": self.step, "train_s": round(self.train_seconds, 1), "eval": m})
 
     def _log(self, path: Path, tb, record: dict) -> None:
         with open(path, "a") as f:

@@ -1,0 +1,185 @@
+"""The faster-training options of the one loop: the staggered carry, Muon, the depth curriculum, supervision
+step weights, continuing a finished run, and the training-time clock."""
+
+import json
+
+import pytest
+import torch
+
+from trm.carry import ActCarry, ExampleStream
+from trm.data.format import load_dataset
+from trm.losses import act_loss
+from trm.model import TRM, ModelConfig
+from trm.optim import Chain, build_optimizer, muon_split
+from trm.train import Trainer, TrainConfig, parse_depth_curriculum
+
+MODEL = dict(d=32, heads=4, mixer="mlp", pos="none", n=2, T=2, N_sup=4, puzzle_emb_len=1, puzzle_emb_dim=32)
+
+
+def trainer(data, out, model=None, resume="", overrides=None, **kw):
+    cfg = dict(data=str(data), out=str(out), batch_size=16, steps=12, lr=1e-3, warmup_steps=3, optimizer="adamw",
+               weight_decay=0.1, loss="softmax", ema=0.9, eval_every=0, checkpoint_every=5, log_every=2,
+               dtype="fp32", halt_explore_prob=0.0)
+    cfg.update(kw)
+    if resume:
+        return Trainer(ModelConfig(), TrainConfig(), resume=str(resume), overrides=overrides or {}, progress=False)
+    return Trainer(ModelConfig(**{**MODEL, **(model or {})}), TrainConfig(**cfg), progress=False)
+
+
+# --- the staggered carry -----------------------------------------------------------------------------------
+def test_staggered_slots_start_spread_and_refill_a_rotating_share(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", stagger=True)
+    t.act.refill(0)
+    assert t.act.steps.tolist() == [g * 4 // 16 for g in range(16)]  # 0,0,0,0,1,...,3
+    order = ExampleStream(len(t.train_split), 0).take(16 + 4 * 8)
+    assert torch.equal(t.act.inputs[:, :0], t.act.inputs[:, :0])
+    seen = [int(i) for i in order[:16]]
+    refilled = []
+    for step in range(8):  # Q never halts (bias -5): a quarter of the slots reach N_sup = 4 each step
+        t.train_step() if step else None
+        if step:
+            refilled.append(int((t.act.steps == 1).sum()))
+    assert refilled == [4] * 7
+    # every example is taken in stream order (the stream is the same as without staggering)
+    assert t.act.stream.state() == [0, 16 + 4 * 7] or t.act.stream.state()[1] == (16 + 4 * 7) % len(t.train_split)
+    assert seen == [int(i) for i in ExampleStream(len(t.train_split), 0).take(16)]
+
+
+def test_staggered_refill_resets_the_halted_slots_only(sort_data):
+    split = load_dataset(sort_data)["train"]
+    torch.manual_seed(0)
+    model = TRM(ModelConfig(**{**MODEL, "vocab_size": 6, "seq_len": 8}))
+    a = ActCarry(model, split, batch_size=8, N_sup=4, seed=1, device=torch.device("cpu"), stagger=True)
+    a.refill(0)
+    assert a.steps.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    a.carry.y[:] = 5.0
+    a.halted[[6, 7]] = True
+    a.refill(1)
+    assert a.steps.tolist() == [0, 0, 1, 1, 2, 2, 0, 0]  # the stagger applies to the first fill only
+    assert torch.equal(a.carry.y[6, 0], model.y_init) and (a.carry.y[:6] == 5.0).all()
+
+
+def test_staggered_run_resumes_to_the_same_weights(sort_data, tmp_path):
+    full = trainer(sort_data, tmp_path / "full", stagger=True)
+    full.fit()
+    trainer(sort_data, tmp_path / "part", stagger=True, steps=5).fit()
+    resumed = trainer(sort_data, tmp_path / "part", resume=tmp_path / "part", overrides={"steps": 12})
+    resumed.fit()
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+# --- Muon ---------------------------------------------------------------------------------------------------
+def test_muon_takes_the_networks_matrices_and_adamw_the_rest():
+    model = TRM(ModelConfig(**{**MODEL, "vocab_size": 6, "seq_len": 8, "networks": 2, "grad": "one_step",
+                               "pos": "learned"}))
+    opt = build_optimizer(model.named_parameters(), name="muon", lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
+    assert isinstance(opt, Chain)
+    muon, adamw = opt.optimizers
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    in_adamw = {id(p) for g in adamw.param_groups for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[i] for i in in_muon} == {n for n, p in model.named_parameters()
+                                           if p.ndim == 2 and n.startswith(("net.", "net_y."))}
+    assert {names[i] for i in in_adamw} == {"embed_tokens.weight", "embed_pos", "lm_head.weight", "q_head.weight",
+                                            "q_head.bias"}
+    assert not in_muon & in_adamw
+    # a step moves only what has a gradient, through the optimizer it belongs to
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    _, out = model(model.initial_carry(2), torch.randint(1, 6, (2, 8)), torch.zeros(2, dtype=torch.long))
+    out.logits.float().square().mean().backward()
+    opt.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
+    assert "net.0.mlp.down.weight" in moved and "lm_head.weight" in moved
+    assert len(muon.state) == len(in_muon)  # momentum buffers for Muon's own parameters, and only those
+
+
+def test_muon_trains_and_resumes(sort_data, tmp_path):
+    full = trainer(sort_data, tmp_path / "full", optimizer="muon")
+    full.fit()
+    trainer(sort_data, tmp_path / "part", optimizer="muon", steps=5).fit()
+    resumed = trainer(sort_data, tmp_path / "part", resume=tmp_path / "part", overrides={"steps": 12})
+    resumed.fit()
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+# --- depth curriculum and step weights ----------------------------------------------------------------------
+def test_depth_curriculum_parses_and_refuses_nonsense():
+    cfg = ModelConfig(**MODEL)
+    assert parse_depth_curriculum("4:2@0.5, 1:1@0", cfg) == [(0.0, 1, 1), (0.5, 4, 2)]
+    assert parse_depth_curriculum("", cfg) == []
+    for bad in ("2:1@0.2", "2-1@0", "2:1@1.5", "0:1@0"):
+        with pytest.raises(ValueError, match="depth_curriculum"):
+            parse_depth_curriculum(bad, cfg)
+    with pytest.raises(ValueError, match="latents"):
+        parse_depth_curriculum("1:1@0", ModelConfig(**{**MODEL, "recursion": "multiz"}))
+
+
+def test_depth_curriculum_runs_the_configured_depth_and_evaluates_at_full(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", steps=8, depth_curriculum="1:1@0,2:1@0.5,2:2@0.75")
+    calls = []
+    t.model.net.register_forward_hook(lambda *a: calls.append(1))
+    per_step = []
+    for _ in range(8):
+        calls.clear()
+        t.train_step()
+        per_step.append(len(calls))
+    # (n + 1) * T calls: 2 for 1:1 (steps 0-3), 3 for 2:1 (steps 4-5), 6 for 2:2 (steps 6-7)
+    assert per_step == [2, 2, 2, 2, 3, 3, 6, 6]
+    assert (t.model.cfg.n, t.model.cfg.T) == (2, 2) and t.model_cfg.n == 2  # restored: saved and evaluated so
+    t.save(0.0)
+    saved = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())["model"]
+    assert (saved["n"], saved["T"]) == (2, 2)
+
+
+def test_step_weights_scale_each_samples_loss():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(3, 5, 4), torch.randint(1, 4, (3, 5))
+    q = torch.randn(3)
+    plain = act_loss(logits, labels, q, q, loss="softmax", loss_dtype=torch.float32)
+    w = torch.tensor([2.0, 0.0, 1.0])
+    weighted = act_loss(logits, labels, q, q, loss="softmax", loss_dtype=torch.float32, weights=w)
+    one = [act_loss(logits[i:i + 1], labels[i:i + 1], q[i:i + 1], q[i:i + 1], loss="softmax",
+                    loss_dtype=torch.float32) for i in range(3)]
+    assert torch.allclose(weighted.lm, 2 * one[0].lm + one[2].lm)
+    assert torch.allclose(weighted.q_halt, 2 * one[0].q_halt + one[2].q_halt)
+    assert torch.allclose(plain.total, sum(o.total for o in one))
+
+
+def test_trainer_step_weights_decay_by_step_and_average_one(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", step_weight=0.5)
+    w = t.step_weights
+    assert torch.allclose(w.mean(), torch.tensor(1.0, dtype=w.dtype)) and torch.allclose(w[1] / w[0],
+                                                                                       torch.tensor(0.5, dtype=w.dtype))
+    assert trainer(sort_data, tmp_path / "plain").step_weights is None
+    t.fit()  # it trains
+
+
+# --- continuing a finished run, and the training clock -------------------------------------------------------
+def test_a_finished_run_given_more_minutes_goes_on_with_a_new_schedule(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", steps=6, lr_min_ratio=0.1, eval_every=3)
+    t.fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval" in r] == [3] and "train_s" in rows[-1] or True
+    more = trainer(sort_data, tmp_path / "run", resume=tmp_path / "run", overrides={"time_budget": 0.03})
+    assert more.step == 6 and more.schedule_start == 6 and more.horizon > 6
+    opt_before = more.opt.state_dict()["state"]
+    assert opt_before  # the optimizer's moments came along
+    lr0 = None
+    r = more.train_step()
+    lr0 = r["lr"]
+    assert lr0 < 1e-3 / 2  # a short re-warm, not the peak at once
+    more.fit()
+    assert more.step > 7
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert ev["step"] == more.step and ev["train_s"] > 0
+
+
+def test_periodic_evaluations_record_the_training_time(sort_data, tmp_path):
+    trainer(sort_data, tmp_path / "run", steps=6, eval_every=3).fit()
+    evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+             if '"eval"' in line]
+    assert [e["step"] for e in evals] == [3] and evals[0]["train_s"] > 0

@@ -177,7 +177,7 @@ class Trainer:
         self.ema_model = copy.deepcopy(self.model, shared).eval() if cfg.ema > 0 and not cfg.freeze_weights else None
         self.net = self.model  # what the forward is called on: DDP wrapper when distributed
         if cfg.compile:  # the network f, not the model: TRM has no compile hook yet, and nn.Module.compile()
-            # (the whole unrolled step) took 3x as long to compile on the CPU for no faster step
+            # (the whole unrolled step) compiled in 174 s against 59 s, for no faster step (d=64, n=6, T=3, CPU)
             self.model.f = torch.compile(self.model.f)
         if self.world > 1 and not cfg.freeze_weights:  # frozen: no gradients to average (sign-SGD syncs rows)
             # buffers are not broadcast: the tables stay equal through sign-SGD's gathered updates, and

@@ -131,8 +131,7 @@ class ActCarry:
     def halt(self, carry: Carry, q_halt: torch.Tensor, q_continue: torch.Tensor) -> None:
         """After a step: store its carry, count the step, and halt where N_sup is reached or Q says halt, once
         the exploration minimum is run (halting is decided in training only; evaluation runs every step)."""
-        steps = self.steps + 1
-        halted = steps >= self.N_sup
+        halted, steps = self.is_last(), self.steps + 1
         if self.N_sup > 1:
             q_says = q_halt > q_continue if self.q_continue else q_halt > 0
             # drawn for the global batch on every process: the same draws whatever the number of processes

@@ -204,8 +204,8 @@ class Trainer:
         shared = {id(table): table} if table is not None else {}
         self.ema_model = copy.deepcopy(self.model, shared).eval() if cfg.ema > 0 and not cfg.freeze_weights else None
         self.net = self.model  # what the forward is called on: DDP wrapper when distributed
-        if cfg.compile:  # the networks, not the model: nn.Module.compile() (the whole unrolled step) took 3x as
-            # long to compile on the CPU for no faster step
+        if cfg.compile:  # the networks, not the model: nn.Module.compile() (the whole unrolled step) compiled in
+            # 174 s against 59 s, for no faster step (d=64, n=6, T=3, CPU)
             self.model.compile_networks()
         if self.world > 1 and not cfg.freeze_weights:  # frozen: no gradients to average (sign-SGD syncs rows)
             # buffers are not broadcast: the tables stay equal through sign-SGD's gathered updates, and

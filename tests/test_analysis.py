@@ -84,7 +84,7 @@ def test_modes_settle_and_plateau():
     loss = np.array([[2.0, 1.0, 0.5, 0.5, 0.5], [2.0, 2.0, 2.0, 2.0, 2.0], [1.0, 0.1, 1.0, 0.1, 1.0]])
     assert dynamics.plateau(loss).tolist() == [3, 1, 5]
     assert balanced_rows(np.array([0, 0, 0, 0, 2, 1, 2, 0]), 5).tolist() == [0, 1, 4, 5, 6]
-    s = dynamics.summarize(np.array([1.0, 2.0, 3.0, np.nan]), np.array([0, 0, 2, 2]))
+    s = dynamics.summarise(np.array([1.0, 2.0, 3.0, np.nan]), np.array([0, 0, 2, 2]))
     assert s["quick"]["median"] == 1.5 and s["delayed"] == {"n": 0} and s["failure"]["n"] == 1
 
 

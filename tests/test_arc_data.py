@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from trm import arc_eval
-from trm.cli import main, shared_data_root
+from trm.cli import main
 from trm.data import arc, load_dataset
 from trm.data.format import DatasetError
+from trm.data.recipes import shared_data_root
 
 ROOT = shared_data_root() / "arc"
 ARC1 = dict(zip(("train_collections", "test_collections"), arc.COLLECTIONS["arc1"]))
@@ -105,6 +106,32 @@ def test_pass_at_k_and_task_scores():
     assert sub["x"][0] == {"attempt_1": [[0]], "attempt_2": [[1]]}
     assert sub["y"] == [{"attempt_1": [[4]], "attempt_2": [[0]]}] and sub["z"] == [{"attempt_1": [[0]],
                                                                                     "attempt_2": [[0]]}]
+
+
+def test_vote_and_submit_writes_the_submission_and_pools_saved_votes(tmp_path):
+    """Three synthetic tasks (no shared ARC data needed): the true outputs as one evaluation's predictions, the
+    inputs as another's; alone the second solves nothing, pooled with the first's saved votes it solves all."""
+    rng = np.random.default_rng(3)
+    files = []
+    for i in range(3):
+        t = task(rng, n_test=2 if i == 0 else 1)
+        f = tmp_path / f"task{i}.json"
+        f.write_text(json.dumps({part: [{"input": x.tolist(), "output": y.tolist()} for x, y in pairs]
+                                 for part, pairs in (("train", t.train), ("test", t.test))}))
+        files.append(f)
+    data = arc.build_arc(tmp_path / "ds", test_task_files=files, augments=4, progress=False)
+    split = load_dataset(data)["test"]
+    truth, wrong = np.asarray(split.labels), np.asarray(split.inputs)
+    r = arc_eval.vote_and_submit(split, data, truth, np.zeros(len(truth)), tmp_path / "right.json")
+    assert r["pass@1"] == 1.0 and r["tasks"] == 3 and r["pairs"] == 4 and r["votes"] == "this checkpoint"
+    tt = arc.read_test_tasks(data)
+    sub = json.loads((tmp_path / "right.json").read_text())
+    assert all(sub[t][p]["attempt_1"] == tt["outputs"][t][p] for t in tt["order"] for p in range(len(sub[t])))
+    assert r["predictions"] == str(tmp_path / "right_predictions.npz")
+    q = np.full(len(wrong), -5.0)  # as many votes as the truth, less confident: the pooled truth wins the tie
+    alone = arc_eval.vote_and_submit(split, data, wrong, q, tmp_path / "wrong.json")
+    pooled = arc_eval.vote_and_submit(split, data, wrong, q, tmp_path / "pooled.json", pool_with=[r["predictions"]])
+    assert alone["pass@1"] == 0.0 and pooled["pass@1"] == 1.0 and pooled["votes"] == "2 evaluations, pooled"
 
 
 def _untranslate(tokens):

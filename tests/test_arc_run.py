@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from trm.cli import main, shared_data_root
+from trm.cli import main
 from trm.data import arc
+from trm.data.recipes import shared_data_root
 from trm.model import ModelConfig
 from trm.train import TrainConfig, Trainer
 

@@ -1,13 +1,21 @@
 """The `trm` command: outputs other tools rely on, and one-line refusals of bad input (never a traceback)."""
 
+import argparse
+import importlib
 import json
+import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from trm.cli import main
+from trm.cli.common import add_field_flags, field_comments
 from trm.data.sudoku import build_sudoku
+from trm.model import ModelConfig
+from trm.train import TrainConfig
 
 from conftest import TINY, tiny_sudoku_run
 
@@ -129,6 +137,60 @@ def test_train_refuses_an_existing_run_and_resumes_it(cli, run9):
     assert code == 2 and "--resume" in err
     code, out, _ = cli("train", "--resume", run, "--steps", "3", "--quiet")
     assert code == 0 and "resuming" in out and "step 3" in out
+
+
+def test_help_shows_each_fields_source_comment_and_default(cli):
+    code, out, _ = cli("train", "--help")
+    text = " ".join(out.split())  # argparse wraps help lines at the terminal width
+    assert code == 0
+    assert "--lr_min_ratio FLOAT, --lr-min-ratio FLOAT cosine floor as a fraction of lr (1.0 = constant after " \
+           "warmup) (default 1.0)" in text
+    # a comment continued on the next line (TrainConfig.init_from) is read whole
+    assert "its architecture; not its puzzle embeddings, which belong to its own dataset's identifiers) " \
+           "(default )" in text
+    assert "--d INT hidden size (default 512)" in text and "--lr FLOAT (default 0.0001)" in text  # lr: no comment
+    code, out, _ = cli("params", "--help")
+    assert code == 0 and "--N_sup INT, --N-sup INT supervision steps (default 16)" in " ".join(out.split())
+
+
+@dataclass
+class _Commented:
+    """A docstring: not a field comment."""
+    a: int = 1             # the first
+                           # and its second line
+    b: str = "x"
+    # a comment of its own, at the fields' indentation: not b's
+    c: float = 0.5         # about c
+    # not c's either
+    d: tuple = field(default=(1,  # inside the default
+                              2))  # after it
+
+    def method(self):
+        e: int = 3  # a local, not a field
+        return e
+
+
+def test_field_comments_read_continuations_and_nothing_else(monkeypatch):
+    assert field_comments(_Commented) == {"a": "the first and its second line", "c": "about c",
+                                          "d": "inside the default after it"}
+    assert field_comments(TrainConfig)["time_budget"].endswith("fitted to the steps that the budget allows")
+
+    def no_source(obj):
+        raise OSError("could not get source code")
+    monkeypatch.setattr("inspect.getsource", no_source)
+    assert field_comments(ModelConfig) == {}
+    parser = argparse.ArgumentParser()
+    add_field_flags(parser, ModelConfig, "model")
+    assert "(default 512)" in parser.format_help() and "hidden size" not in parser.format_help()
+
+
+def test_the_entry_point_and_the_names_tests_import_resolve():
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    module, name = re.search(r'^trm = "(.+)"$', pyproject, re.M).group(1).split(":")
+    assert getattr(importlib.import_module(module), name) is main
+    from trm.cli import shared_data_root
+    from trm.data.recipes import shared_data_root as owner
+    assert shared_data_root is owner
 
 
 def test_console_script_runs():

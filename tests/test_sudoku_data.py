@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from trm.cli import shared_data_root
 from trm.data.format import load_dataset
+from trm.data.recipes import shared_data_root
 from trm.data.sudoku import (BOX, augment, build_sudoku, count_solutions, decode, encode, generate_minimal,
                              is_solution, keeps_givens, parse_puzzle, read_puzzle_list, solve, sudoku_pools)
 

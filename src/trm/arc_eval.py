@@ -1,4 +1,4 @@
-"""ARC answers from augmented predictions (REFERENCE.md section 3).
+"""ARC answers from augmented predictions, voted over the versions as HRM and TRM do (arXiv 2510.04871).
 
 Every test row of an ARC dataset is one version (dihedral x colour permutation) of one test pair. A prediction
 is cropped (`arc.decode`), mapped back to the original task (`arc.invert`), and the answers of all versions of
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_file, atomic_write_json
 from .data import arc
 from .data.format import DatasetError, Split, load_dataset
 
@@ -97,12 +98,9 @@ def rows_key(split: Split) -> str:
 
 
 def save_predictions(path, split: Split, predictions: np.ndarray, q_halt: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, predictions=predictions.astype(np.uint8), q_halt=q_halt.astype(np.float32),
-                        rows_key=np.array(rows_key(split)))
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        np.savez_compressed(tmp, predictions=predictions.astype(np.uint8), q_halt=q_halt.astype(np.float32),
+                            rows_key=np.array(rows_key(split)))
 
 
 def pool(split: Split, cands: Candidates, paths) -> Candidates:
@@ -118,6 +116,23 @@ def pool(split: Split, cands: Candidates, paths) -> Candidates:
             raise DatasetError(f"{p} holds predictions for another test split: cannot pool its votes")
         candidates(split, preds, q, into=cands)
     return cands
+
+
+def vote_and_submit(split: Split, dataset_dir, predictions: np.ndarray, q_halt: np.ndarray, submission_path,
+                    pool_with=()) -> dict:
+    """Score the votes of one evaluation's predictions (plus those saved by earlier evaluations, `pool_with`),
+    write the Kaggle submission to `submission_path`, and save these predictions beside it
+    (<stem>_predictions.npz) so that a later evaluation can pool them. Returns pass@k, tasks, pairs,
+    task_scores, and where the files went."""
+    cands = pool(split, candidates(split, predictions, q_halt), pool_with)
+    tt = arc.read_test_tasks(dataset_dir)
+    r = score(tt, cands)
+    sub = Path(submission_path)
+    atomic_write_json(sub, submission(tt, r.pop("ranked")))
+    saved = sub.with_name(f"{sub.stem}_predictions.npz")
+    save_predictions(saved, split, predictions, q_halt)
+    votes = f"{1 + len(pool_with)} evaluations, pooled" if pool_with else "this checkpoint"
+    return {**r, "votes": votes, "submission": str(sub), "predictions": str(saved)}
 
 
 # --- checks and single tasks ------------------------------------------------------------------------------
@@ -139,6 +154,7 @@ def oracle(dataset_dir) -> dict:
         bad += sum(g is None or not _same(g, ref) for g in grids)
     result["inputs_not_recovered"] = bad
     result["rows"] = len(labels)
+    del result["ranked"]
     return result
 
 

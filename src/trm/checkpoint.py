@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_dir
 from .model import TRM, ModelConfig
 from .model.layers import legacy_keys
 
@@ -32,26 +31,14 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(run_dir: str | os.PathLike, weights: dict[str, torch.Tensor], config: dict,
                     train_state: dict | None = None) -> Path:
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    final, old = run_dir / CKPT_DIR, run_dir / f"{CKPT_DIR}.old"
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{CKPT_DIR}.", suffix=".tmp"))
-    try:
+    final = Path(run_dir) / CKPT_DIR
+    # the previous checkpoint waits as checkpoint.old (where resolve_checkpoint looks) until the new one is in;
+    # fsync: the files' contents are on disk before the renames make them visible
+    with atomic_dir(final, aside=f"{CKPT_DIR}.old", fsync=True) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if train_state is not None:
             torch.save(train_state, tmp / "train_state.pt")
-        for f in tmp.iterdir():  # flush file contents before the renames make them visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

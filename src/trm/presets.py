@@ -1,4 +1,4 @@
-"""Named configurations: the paper's runs (its sec. 5 and appendix settings) and presets that learn on a 2-core CPU.
+"""Named configurations: the TRM paper's runs (arXiv 2510.04871) and presets that learn on a 2-core CPU.
 
 Every field can be overridden on the command line (`trm train --preset sudoku6-cpu --d 256 --lr 3e-4`).
 A preset also names the dataset it trains on and how `trm` builds it when it is missing.

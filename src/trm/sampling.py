@@ -1,4 +1,4 @@
-"""Test-time scaling of one trained checkpoint: K noisy rollouts and a rule that picks one (REFERENCE.md s.4).
+"""Test-time scaling of one trained checkpoint: K noisy rollouts and a rule that picks one (PTRM).
 
 PTRM (arXiv 2605.19943): K rollouts from the same initial y, z; before every supervision step t = 1..D add
 N(0, sigma^2) to z, then run the step deterministically; keep the rollout whose q_halt is highest after step D.
@@ -16,12 +16,14 @@ passes through every smaller D on the way, so one run also gives every D up to i
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .data.format import Split
 from .losses import IGNORE
 from .model import TRM, Carry
 from .runtime import autocast
@@ -55,7 +57,7 @@ class SamplerConfig:
             raise ValueError("--stop-after must be >= 0")
 
 
-# the papers' settings (REFERENCE.md s.4); flags given with --sampler override them
+# the PTRM paper's settings (arXiv 2605.19943); flags given with --sampler override them
 SAMPLER_PRESETS = {
     "ptrm-sudoku": ("Sudoku-Extreme MLP, 87.3 -> 98.75% best-Q@K", SamplerConfig(K=100, sigma=0.3, D=64)),
     "ptrm-maze": ("Maze-Hard, 83.8 -> 85.2% best-Q@K, 95.6% pass@K", SamplerConfig(K=100, sigma=1.0, D=16)),
@@ -350,6 +352,33 @@ def early_stopped(r: Rollouts, stop_after: int, margin: float = 0.0) -> Rollouts
     return replace(r, q=take(r.q), answer=take(r.answer), correct=take(r.correct), cells_ok=take(r.cells_ok),
                    steps_run=(j_eff + 1).astype(np.int16), selected=None, selected_q=None,
                    meta={**r.meta, "stop_after": stop_after, "stop_margin": margin})
+
+
+def evaluate_sampled(model: TRM, split: Split, cfg: SamplerConfig, *, seeds=(0,), limit: int = 0, max_rows: int = 0,
+                     memory_gb: float = 1.0, dtype: str = "auto", keep_predictions: bool = False,
+                     progress: bool = False) -> dict:
+    """Sampled evaluation of split[:limit]: every selection rule and pass@K for the first 1 and cfg.K rollouts
+    (mean and std over `seeds`), the deterministic run (K = 1, sigma 0) beside them, how many of its failures
+    the rollouts rescue, and puzzles per second of both. keep_predictions adds the answers the select rule picks
+    in the first seed ("predictions", "q_halt"), for ARC's vote across versions."""
+    n = min(len(split), limit) if limit else len(split)
+    seeds = list(seeds)
+    inputs, labels, ids = (np.asarray(a[:n]) for a in (split.inputs, split.labels, split.puzzle_ids))
+    common = dict(labels=labels, max_rows=max_rows, memory_gb=memory_gb, dtype=dtype, progress=progress)
+    t0 = time.perf_counter()
+    det = sample(model, inputs, ids, SamplerConfig(K=1, D=cfg.D), desc="deterministic", **common)
+    t1 = time.perf_counter()
+    runs = [sample(model, inputs, ids, cfg, seed=s, keep_selected=keep_predictions and i == 0, desc=f"seed {s}",
+                   **common) for i, s in enumerate(seeds)]
+    t2 = time.perf_counter()
+    m = {"n": n, "sampler": {**vars(cfg), "seeds": seeds}, "deterministic": score(det, [1])[0],
+         "scores": mean_over_seeds([score(r, sorted({1, cfg.K})) for r in runs]),
+         "rescued": mean_over_seeds([rescued(r, det, [cfg.K]) for r in runs])[0],
+         "deterministic_puzzles_per_second": round(n / (t1 - t0), 3),
+         "sampled_puzzles_per_second": round(n * len(seeds) / (t2 - t1), 3)}
+    if keep_predictions:
+        m.update(predictions=runs[0].selected, q_halt=runs[0].selected_q)
+    return m
 
 
 def mean_over_seeds(rows_by_seed: list[list[dict]]) -> list[dict]:

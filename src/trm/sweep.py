@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .data.format import Split, atomic_write_json
+from .atomic import atomic_file, atomic_write_bytes, atomic_write_json
+from .data.format import Split
 from .sampling import Rollouts, SamplerConfig, early_stopped, mean_over_seeds, rescued, sample, score
 
 METRICS = ("best-q@K", "mode@K", "q-vote@K", "pass@K")
@@ -48,14 +48,17 @@ class SweepConfig:
         for nz in self.noises:
             SamplerConfig(noise=nz).validate()
 
+    def include(self, point: SamplerConfig) -> None:
+        """Add a sampler's K, sigma and D to the grid (a paper's setting, so that its point is on every curve)."""
+        self.Ks, self.sigmas, self.Ds = (sorted({*self.Ks, point.K}), sorted({*self.sigmas, point.sigma}),
+                                         sorted({*self.Ds, point.D}))
+
 
 def _save(path: Path, r: Rollouts) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, steps=np.array(r.steps), q=r.q, answer=r.answer, steps_run=r.steps_run, correct=r.correct,
+    with atomic_file(path) as tmp:
+        np.savez(tmp, steps=np.array(r.steps), q=r.q, answer=r.answer, steps_run=r.steps_run, correct=r.correct,
                  cells_ok=r.cells_ok, n_cells=r.n_cells, calls_per_step=r.calls_per_step,
                  meta=json.dumps(r.meta))
-    os.replace(tmp, path)
 
 
 def _load(path: Path) -> Rollouts:
@@ -129,9 +132,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
     w.writerows(rows)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def plot(result: dict, out: Path) -> list[Path]:
@@ -210,10 +211,9 @@ def _main_sigma(sigmas) -> float:
 def _savefig(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

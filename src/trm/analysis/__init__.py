@@ -1,4 +1,4 @@
-"""Inside the recursion (issue 5): recording trajectories, PCA landscapes, attractor statistics, sparse
+"""Inside the recursion: recording trajectories, PCA landscapes, attractor statistics, sparse
 autoencoders and interventions, as one report (`trm analyze`). See docs/analysis.md."""
 
 from .dynamics import classify, lag_distances, lyapunov, plateau, settle_step, trajectory_modes

@@ -3,7 +3,7 @@
 A trajectory is the state s_t = (y_t, z_t) after supervision step t = 1..D. What is measured (thresholds are
 arguments, documented in docs/analysis.md, and every number behind a verdict goes into the report):
 
-  trajectory modes    quick success / delayed success / failure (the PTRM paper's three, REFERENCE.md s.4)
+  trajectory modes    quick success / delayed success / failure (the PTRM paper's three, arXiv 2605.19943)
   settle steps        the step from which a sequence (answer, active features) no longer changes
   attractor kind      fixed point / cycle with its period / neither, from lag distances ||s_t - s_{t-p}||
                       relative to ||s_t|| over the last `tail` steps
@@ -132,7 +132,7 @@ def lyapunov(dist: np.ndarray, norm: np.ndarray, sat: float = 0.1, floor: float 
     return {"lam": lam, "t_end": t_end, "growth": growth}
 
 
-def summarize(values: np.ndarray, groups: np.ndarray, names=MODES) -> dict:
+def summarise(values: np.ndarray, groups: np.ndarray, names=MODES) -> dict:
     """Median, mean, quartiles and count of `values` in each group (groups: index into names), NaNs left out."""
     out = {}
     for g, name in enumerate(names):

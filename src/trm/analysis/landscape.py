@@ -1,4 +1,4 @@
-"""PCA landscapes of recursion trajectories (the PTRM paper's view: REFERENCE.md s.4), by SVD, no sklearn.
+"""PCA landscapes of recursion trajectories (the PTRM paper's view, arXiv 2605.19943), by SVD, no sklearn.
 
 Across puzzles: one PCA of every (row, step) state summary (the mean over answer tokens of y or z), so all
 trajectories share axes. Per puzzle: a PCA of that puzzle's full states (all tokens, flattened) over its steps

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data.format import publish_dir
+from ..atomic import atomic_dir
 from ..losses import IGNORE, softmax_cross_entropy
 from ..model import TRM
 from ..sampling import SamplerConfig, sample
@@ -209,12 +207,7 @@ def record(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
         raise ValueError("max_lag must be >= 1")
     inputs = np.asarray(inputs)
     P, D = len(inputs), cfg.D or model.cfg.N_sup
-    tmp = None
-    if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out) if out is not None else contextlib.nullcontext() as tmp:
         rec = Recorder(model, P, cfg.K, D, labels=labels, full_rows=full_rows, latent=latent, max_lag=max_lag,
                        out=tmp)
         # a chunk must hold whole puzzles (pair distances compare rollouts of one puzzle)
@@ -238,11 +231,6 @@ def record(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
             v.flush()
         del rec
         (tmp / "meta.json").write_text(json.dumps(info, indent=2) + "\n")
-        publish_dir(tmp, out)
-        tmp = None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return load_recording(out)
 
 

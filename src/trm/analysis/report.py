@@ -5,13 +5,11 @@ into place, so a killed run leaves no half-written report."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..data.format import publish_dir
+from ..atomic import atomic_dir
 from .dynamics import KINDS, MODES
 from .landscape import fit_pca
 
@@ -410,9 +408,7 @@ def write_report(results: dict, figdata: dict, out: str | Path, *, command: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out) as tmp:
         text = findings(results)
         results = {**results, "command": command, "findings": text}
         written = []
@@ -426,11 +422,6 @@ def write_report(results: dict, figdata: dict, out: str | Path, *, command: str 
         results["figures"] = [w[0] for w in written]
         (tmp / "report.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
         (tmp / "report.md").write_text(_markdown(results, text, written, command))
-        publish_dir(tmp, out)
-        tmp = None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -1,6 +1,6 @@
 """A sparse autoencoder on recorded latent vectors (one token's z at one step), and what its features do across
 recursion steps: when the set of active features stops changing (the hypothesis is formed, in the attractor
-study's words) and whether activations then become periodic (REFERENCE.md s.5).
+study's words: Efstathiou & Balwani, ICLR 2026 LIT workshop) and whether activations then become periodic.
 
 Two sparsity rules: top-k (default; exactly k features active per vector, no penalty to tune) or an L1 penalty
 on the activations (weighted by the decoder norms so shrinking the decoder cannot cheat it). Inputs are centred

@@ -1,4 +1,4 @@
-"""`trm analyze`: every study of issue 5 on one checkpoint and one split, as numbers (JSON-ready) and the
+"""`trm analyze`: every study of the recursion on one checkpoint and one split, as numbers (JSON-ready) and the
 arrays the figures need. The report (figures, report.json, report.md) is written by report.py.
 
 Runs, in order (each a `trm.sampling.sample` run recorded through record.py):
@@ -24,7 +24,7 @@ from ..data.format import Split
 from ..losses import IGNORE
 from ..model import TRM
 from ..sampling import SamplerConfig
-from .dynamics import KINDS, MODES, classify, lyapunov, plateau, settle_step, step_cosine, summarize, \
+from .dynamics import KINDS, MODES, classify, lyapunov, plateau, settle_step, step_cosine, summarise, \
     trajectory_modes
 from .landscape import fit_pca
 from .record import record
@@ -166,26 +166,26 @@ def analyze(model: TRM, split: Split, cfg: AnalysisConfig, *, record_dir: str | 
                            "delayed": f"correct at step N_sup, settled after step {cfg.quick}",
                            "failure": "wrong at step N_sup"},
             "counts": {m: int((modes == g).sum()) for g, m in enumerate(MODES)},
-            "q_halt_at_N_sup": summarize(q[:, N - 1], modes),
-            "cell_accuracy_at_N_sup": summarize(cell[:, N - 1], modes),
-            "loss_at_N_sup": summarize(loss[:, N - 1], modes)},
+            "q_halt_at_N_sup": summarise(q[:, N - 1], modes),
+            "cell_accuracy_at_N_sup": summarise(cell[:, N - 1], modes),
+            "loss_at_N_sup": summarise(loss[:, N - 1], modes)},
         "attractors": {
             "rule": f"over the last {min(cfg.tail, D - 1)} of {D} steps: fixed point if ||s_t - s_(t-1)|| < "
                     f"{cfg.tol} * ||s_t|| at each; else cycle of the smallest period p in 2..{cfg.max_lag} with "
                     f"||s_t - s_(t-p)|| < {cfg.tol} * ||s_t||; else neither (s = (y, z), all tokens, RMS)",
             "tol": cfg.tol, "tail": cfg.tail, "max_lag": cfg.max_lag,
             "by_mode": _kinds_by_mode(kinds["kind"], kinds["period"], modes),
-            "tail_step_distance": summarize(kinds["step"], modes),
-            "best_lag_distance": summarize(kinds["best"], modes),
-            "step_cosine": summarize(cosine, modes),
+            "tail_step_distance": summarise(kinds["step"], modes),
+            "best_lag_distance": summarise(kinds["best"], modes),
+            "step_cosine": summarise(cosine, modes),
             "step_distance_by_step": {m: np.nanmedian(lag[modes == g, 1:, 0] / norm[modes == g, 1:], 0).tolist()
                                       for g, m in enumerate(MODES) if (modes == g).any()}},
         "plateaus": {
             "rule": "first step from which |loss_t - loss_N_sup| <= 0.05 * loss_N_sup + 0.01",
-            "plateau_from": summarize(plateau_from, modes),
-            "plateau_length": summarize(N - plateau_from + 1, modes),
-            "loss_at_N_sup": summarize(loss[:, N - 1], modes)},
-        "hypothesis": {"answer_settle_step": summarize(answer_settle, modes)},
+            "plateau_from": summarise(plateau_from, modes),
+            "plateau_length": summarise(N - plateau_from + 1, modes),
+            "loss_at_N_sup": summarise(loss[:, N - 1], modes)},
+        "hypothesis": {"answer_settle_step": summarise(answer_settle, modes)},
     }
     figdata = {"modes": modes, "exact": exact, "q": q, "loss": loss, "cell": cell, "lag": lag, "norm": norm,
                "kind": kinds["kind"], "N": N, "D": D, "P": P, "index": index}
@@ -236,9 +236,9 @@ def analyze(model: TRM, split: Split, cfg: AnalysisConfig, *, record_dir: str | 
         "rule": f"two runs per puzzle from the initial state plus N(0, {cfg.eps}^2) noise each (distance "
                 f"{d0:.2e} RMS at t=0); lambda = slope of log RMS distance of (y, z) over steps 0..t_end, t_end = "
                 f"first step with distance >= {cfg.sat} * state RMS (saturation), else N_sup",
-        "eps": cfg.eps, "lambda": summarize(ly["lam"], modes),
+        "eps": cfg.eps, "lambda": summarise(ly["lam"], modes),
         "positive_fraction": {m: _frac(ly["lam"][modes == g] > 0) for g, m in enumerate(MODES)},
-        "growth_at_N_sup": summarize(ly["growth"], modes),
+        "growth_at_N_sup": summarise(ly["growth"], modes),
         "final_answers_differ": {m: _frac(final_differs[modes == g]) for g, m in enumerate(MODES)}}
     figdata.update(pair_dist=dist / pnorm, lam=ly["lam"])
     stage("lyapunov")
@@ -291,11 +291,11 @@ def analyze(model: TRM, split: Split, cfg: AnalysisConfig, *, record_dir: str | 
         stats.update({
             "rows": int(R), "feature_settle_rule": "first step from which the mean over tokens of the Jaccard "
                                                    "overlap of active features with step N_sup is >= 0.9",
-            "feature_settle_step": summarize(fd["settle"], m),
-            "answer_settle_step": summarize(answer_settle[sel], m), "rows_by_mode": {
+            "feature_settle_step": summarise(fd["settle"], m),
+            "answer_settle_step": summarise(answer_settle[sel], m), "rows_by_mode": {
                 name: int((m == g).sum()) for g, name in enumerate(MODES)},
             "feature_kinds": _kinds_by_mode(fd["kind"], fd["period"], m),
-            "feature_step_cosine": summarize(fd["cosine"], m),
+            "feature_step_cosine": summarise(fd["cosine"], m),
             "periodicity_rule": "fixed / cycle / neither of the token-mean activation vector (tolerance 0.05 "
                                 "of its RMS over the tail); step_cosine about -1 = alternating (2-cycle)"})
         results["sae"] = stats

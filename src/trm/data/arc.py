@@ -1,4 +1,4 @@
-"""ARC-AGI (REFERENCE.md section 3): Kaggle-format JSON -> augmented 30x30 token canvases.
+"""ARC-AGI-1 and -2: Kaggle-format JSON -> augmented 30x30 token canvases, as HRM and TRM train on them.
 
 A *task* has demonstration pairs ("train") and test pairs. Each task is augmented into up to `augments` distinct
 *versions*: version 0 is the task itself, the others a random dihedral transform x a permutation of colours 1-9
@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -31,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import atomic_dir
 from .dihedral import INVERSE, dihedral
-from .format import FORMAT_VERSION, DatasetError, publish_dir
+from .format import FORMAT_VERSION, DatasetError
 
 CANVAS = 30
 PAD, EOS, COLOUR0 = 0, 1, 2
@@ -306,9 +305,7 @@ def build_arc(out_dir, *, root=None, train_collections=(), test_collections=(), 
     n_train = sum(len(vs) * len(pairs) for _, _, pairs, vs, _ in plans)
     n_test = sum(len(vs) * len(t.test) for t, is_test, _, vs, _ in plans if is_test)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out) as tmp:
         def writers(split: str, n: int, extra: dict) -> dict[str, _RowWriter]:
             (tmp / split).mkdir()
             spec = {"inputs": (np.uint8, (n, CANVAS * CANVAS)), "labels": (np.uint8, (n, CANVAS * CANVAS)),
@@ -350,10 +347,6 @@ def build_arc(out_dir, *, root=None, train_collections=(), test_collections=(), 
                 "build_seconds": round(time.time() - t0, 1)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / TEST_TASKS).write_text(json.dumps({"order": order, "outputs": outputs, "fingerprints": prints}) + "\n")
-        publish_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

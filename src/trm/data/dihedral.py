@@ -1,4 +1,4 @@
-"""The 8 symmetries of the square (REFERENCE.md section 3), shared by Maze and ARC augmentation.
+"""The 8 symmetries of the square, shared by Maze and ARC augmentation.
 
 Ids: 0 identity, 1 rot90, 2 rot180, 3 rot270, 4 flip left-right, 5 flip up-down, 6 transpose,
 7 anti-transpose. INVERSE[k] undoes k.

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_dir, atomic_write_bytes, atomic_write_json  # noqa: F401 (trm.train imports these)
 
 FORMAT_VERSION = 1
 REQUIRED_ARRAYS = ("inputs", "labels", "puzzle_ids")
@@ -66,42 +66,9 @@ class Dataset:
         return self.splits[split]
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so that readers see either the old or the new content, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def publish_dir(tmp: Path, out: Path) -> None:
-    """Rename a fully written directory into place. An existing `out` (overwrite) is moved aside first and
-    removed last, so a crash at any point leaves the old or the new directory, never neither."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 def write_dataset(out_dir: str | os.PathLike, meta: dict, splits: dict[str, dict[str, np.ndarray]],
                   overwrite: bool = False) -> Path:
-    """Write a dataset atomically: build in a sibling temp dir, then rename into place."""
+    """Write a dataset atomically: built in a sibling temp dir, then renamed into place (trm.atomic)."""
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise DatasetError(f"{out} already exists (pass --overwrite to replace it)")
@@ -114,18 +81,12 @@ def write_dataset(out_dir: str | os.PathLike, meta: dict, splits: dict[str, dict
             if len(a) != n:
                 raise DatasetError(f"split '{name}': array '{k}' has {len(a)} rows, inputs has {n}")
     meta = dict(meta, format=FORMAT_VERSION, splits={k: len(v["inputs"]) for k, v in splits.items()})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out) as tmp:
         for name, arrays in splits.items():
             (tmp / name).mkdir()
             for key, arr in arrays.items():
                 np.save(tmp / name / f"{key}.npy", np.ascontiguousarray(arr))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        publish_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -1,4 +1,4 @@
-"""Mazes like Maze-Hard (REFERENCE.md section 3): a square grid of walls with a start S and a goal G; the label
+"""Mazes like Maze-Hard (HRM's and TRM's maze set): a square grid of walls with a start S and a goal G; the label
 is the input with the cells of a shortest S-G path marked `o`. "Hard" = the shortest path is longer than
 `min_path` steps (Maze-Hard: 30x30, > 110).
 

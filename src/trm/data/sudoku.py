@@ -1,5 +1,5 @@
 """Sudoku (4x4, 6x6, 9x9): parsing, a fast exact solver that rates puzzles, a generator of minimal puzzles,
-validity-preserving augmentation, and the dataset builder (REFERENCE.md section 3).
+validity-preserving augmentation, and the dataset builder (Sudoku-Extreme's format and augmentation).
 
 Grids are flat int arrays of size*size, 0 = blank. Tokens: PAD 0, blank 1, digit d -> d+1 (vocab size+2).
 """

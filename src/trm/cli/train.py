@@ -1,0 +1,58 @@
+"""`trm train`: a preset with overrides (its dataset built when missing), or a run resumed from its checkpoint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..data.recipes import build_preset_data
+from ..evaluate import summary_line
+from ..model import ModelConfig
+from ..train import TrainConfig, Trainer
+from .common import UserError, add_field_flags, overrides, resolve_preset
+
+
+def add_parsers(sub) -> None:
+    tp = sub.add_parser("train", help="train a preset (or resume a run)")
+    tp.add_argument("--preset", help="named configuration (trm presets)")
+    tp.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    tp.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_field_flags(tp, ModelConfig, "model (override the preset)")
+    add_field_flags(tp, TrainConfig, "training (override the preset)")
+    tp.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> None:
+    if args.resume:
+        if overrides(args, ModelConfig):
+            raise UserError("the model cannot be changed when resuming")
+        trainer = Trainer(ModelConfig(), TrainConfig(), resume=args.resume, overrides=overrides(args, TrainConfig),
+                          progress=not args.quiet)
+        print(f"resuming {trainer.run_dir} at step {trainer.step}")
+    else:
+        if not args.preset:
+            raise UserError("give --preset NAME (trm presets lists them) or --resume RUN_DIR")
+        preset = resolve_preset(args)
+        cfg = preset.train
+        if not cfg.data:
+            if not preset.data:
+                raise UserError(f"preset {preset.name} names no dataset: pass --data DIR")
+            cfg.data = preset.data["path"]
+            if not (Path(cfg.data) / "meta.json").exists():
+                print(f"building the dataset of {preset.name} in {cfg.data} ...")
+                build_preset_data(preset.data, Path(cfg.data), progress=not args.quiet)
+        if not cfg.out:
+            cfg.out = f"runs/{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (Path(cfg.out) / "checkpoint").exists():
+            raise UserError(f"{cfg.out} already holds a run: resume it with --resume {cfg.out} or pick another --out")
+        trainer = Trainer(preset.model, cfg, preset=preset.name, progress=not args.quiet)
+        if trainer.main:
+            print(f"training {preset.name} into {cfg.out} on {trainer.device} "
+                  f"({trainer.world} process{'es' if trainer.world > 1 else ''})")
+    result = trainer.fit()
+    if trainer.main and result is not None:
+        print(f"final test ({result['weights']} weights, step {result['step']}): {summary_line(result)}")
+        if "raw" in result:
+            print(f"raw (non-EMA) weights: exact {result['raw']['exact_accuracy']:.4f}  "
+                  f"cell {result['raw']['cell_accuracy']:.4f}")
+        print(f"checkpoint: {trainer.run_dir / 'checkpoint'}")

@@ -144,13 +144,13 @@ def test_help_shows_each_fields_source_comment_and_default(cli):
     text = " ".join(out.split())  # argparse wraps help lines at the terminal width
     assert code == 0
     assert "--lr_min_ratio FLOAT, --lr-min-ratio FLOAT cosine floor as a fraction of lr (1.0 = constant after " \
-           "warmup) (default 1.0)" in text
+           "warmup, as published) (default 1.0)" in text
     # a comment continued on the next line (TrainConfig.init_from) is read whole
     assert "its architecture; not its puzzle embeddings, which belong to its own dataset's identifiers) " \
            "(default )" in text
-    assert "--d INT hidden size (default 512)" in text and "--lr FLOAT (default 0.0001)" in text  # lr: no comment
+    assert "--d INT hidden size (default 512)" in text and "--lr FLOAT peak learning rate, reached after the warm-up (default 0.0001)" in text
     code, out, _ = cli("params", "--help")
-    assert code == 0 and "--N_sup INT, --N-sup INT supervision steps (default 16)" in " ".join(out.split())
+    assert code == 0 and "--N_sup INT, --N-sup INT supervision steps (the most a sample runs in training; all of them in eval) (default 16)" in " ".join(out.split())
 
 
 @dataclass

@@ -28,21 +28,30 @@ def trainer(data, out, model=None, resume="", overrides=None, **kw):
 
 # --- the staggered carry -----------------------------------------------------------------------------------
 def test_staggered_slots_start_spread_and_refill_a_rotating_share(sort_data, tmp_path):
-    t = trainer(sort_data, tmp_path / "run", stagger=True)
-    t.act.refill(0)
-    assert t.act.steps.tolist() == [g * 4 // 16 for g in range(16)]  # 0,0,0,0,1,...,3
-    order = ExampleStream(len(t.train_split), 0).take(16 + 4 * 8)
-    assert torch.equal(t.act.inputs[:, :0], t.act.inputs[:, :0])
-    seen = [int(i) for i in order[:16]]
-    refilled = []
-    for step in range(8):  # Q never halts (bias -5): a quarter of the slots reach N_sup = 4 each step
-        t.train_step() if step else None
-        if step:
-            refilled.append(int((t.act.steps == 1).sum()))
-    assert refilled == [4] * 7
-    # every example is taken in stream order (the stream is the same as without staggering)
-    assert t.act.stream.state() == [0, 16 + 4 * 7] or t.act.stream.state()[1] == (16 + 4 * 7) % len(t.train_split)
-    assert seen == [int(i) for i in ExampleStream(len(t.train_split), 0).take(16)]
+    def refills(stagger):
+        t = trainer(sort_data, tmp_path / f"run{stagger}", stagger=stagger)
+        t.act.refill(0)
+        first = t.act.steps.tolist()
+        taken = []
+        for _ in range(8):  # Q never halts (bias -5): slots halt only at N_sup = 4
+            pos = t.act.stream.state()[1]
+            t.train_step()
+            taken.append(t.act.stream.state()[1] - pos)
+        return first, taken, t.act.inputs.clone()
+    first, taken, _ = refills(True)
+    assert first == [g * 4 // 16 for g in range(16)]  # 0,0,0,0,1,1,1,1,...,3
+    assert taken == [0, 4, 4, 4, 4, 4, 4, 4]  # a quarter of the slots each step
+    first, taken, _ = refills(False)
+    assert first == [0] * 16 and taken == [0, 0, 0, 0, 16, 0, 0, 0]  # lockstep: all together every N_sup
+
+
+def test_staggering_keeps_the_example_order(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", stagger=True, augment=False)
+    order = ExampleStream(len(t.train_split), 0).take(16 + 4)
+    t.train_step()
+    t.train_step()  # its refill takes the next 4 examples of the stream into the 4 slots that halted
+    assert torch.equal(t.act.inputs[12:], torch.from_numpy(t.train_split.inputs[order[16:20]]).long())
+    assert (t.act.steps[12:] == 1).all()
 
 
 def test_staggered_refill_resets_the_halted_slots_only(sort_data):

@@ -24,7 +24,7 @@ def solve_sudoku(model: TRM, puzzle: np.ndarray, size: int, *, D: int | None = N
                  halt: bool = True, trace: bool = False) -> dict:
     """Up to D supervision steps (default N_sup), stopping once q_halt > 0 when `halt`: the model's answer, its
     checks, the steps run and the Q head's confidence. trace adds "trace": one row per step (`trace_rows`)."""
-    device = model.y_init.device
+    device = model.device
     inputs = torch.from_numpy(sudoku.encode(puzzle)[None].astype("int64")).to(device)
     ids = torch.zeros(1, dtype=torch.long, device=device)
     answers = []  # the answer after every supervision step, for the trace

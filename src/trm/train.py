@@ -39,15 +39,15 @@ class TrainConfig:
     out: str = ""                   # run directory (default runs/<preset>-<time>)
     batch_size: int = 768           # global batch = slots of the ACT carry, split across processes
     steps: int = 65104              # optimizer steps; epochs*examples/batch in the paper (50000*1000/768)
-    lr: float = 1e-4
+    lr: float = 1e-4                # peak learning rate, reached after the warm-up
     lr_min_ratio: float = 1.0       # cosine floor as a fraction of lr (1.0 = constant after warmup, as published)
-    warmup_steps: int = 2000
-    weight_decay: float = 1.0
-    beta1: float = 0.9
-    beta2: float = 0.95
+    warmup_steps: int = 2000        # linear warm-up from 0 to lr
+    weight_decay: float = 1.0       # decoupled weight decay of the network weights
+    beta1: float = 0.9              # Adam's first-moment rate
+    beta2: float = 0.95             # Adam's second-moment rate
     optimizer: str = "adam_atan2"   # adam_atan2 (reference), adamw, or muon (the networks' matrices; AdamW the rest)
     puzzle_emb_lr: float = 1e-4     # sign-SGD on the puzzle-embedding rows of the batch
-    puzzle_emb_weight_decay: float = 1.0
+    puzzle_emb_weight_decay: float = 1.0  # weight decay of the puzzle-embedding rows of the batch
     loss: str = "stablemax"         # stablemax (reference) or softmax cross-entropy
     halt_explore_prob: float = 0.1  # chance that a sample must run at least U{2..N_sup} steps
     stagger: bool = False           # start the slots at spread-out step counts, so each batch mixes depths and
@@ -66,18 +66,18 @@ class TrainConfig:
     eval_every: int = 5000          # steps between evaluations on the test split
     eval_minutes: float = 0.0       # also evaluate every this many minutes of training time (0 = off)
     eval_limit: int = 0             # test examples per periodic evaluation (0 = all); the final one uses all
-    eval_batch_size: int = 256
+    eval_batch_size: int = 256      # puzzles per evaluation batch (memory, not results)
     checkpoint_every: int = 1000    # steps between checkpoints (also every checkpoint_minutes)
-    checkpoint_minutes: float = 10.0
-    log_every: int = 10
+    checkpoint_minutes: float = 10.0  # also checkpoint after this many minutes
+    log_every: int = 10             # steps between records in metrics.jsonl
     time_budget: float = 0.0        # minutes of training in this invocation, then a clean stop (0 = none);
                                     # the lr schedule is fitted to the steps that the budget allows
-    seed: int = 0
+    seed: int = 0                   # initialisation, data order, augmentation and exploration
     dtype: str = "auto"             # bf16 autocast (fp32 master weights), fp32, or auto: bf16 where fast
     compile: bool = False           # torch.compile the network
     device: str = "auto"            # auto = cuda, then mps, then cpu
     threads: int = 0                # CPU threads (0 = torch's default)
-    tensorboard: bool = False
+    tensorboard: bool = False       # also write TensorBoard logs to RUN/tensorboard
 
 
 def parse_depth_curriculum(text: str, model_cfg: ModelConfig) -> list[tuple[float, int, int]]:

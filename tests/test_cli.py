@@ -29,7 +29,8 @@ def run9(tmp_path_factory):
     return tiny_sudoku_run(tmp_path_factory, 9, generate=12, test=4)
 
 
-@pytest.mark.parametrize("preset, want", [("sudoku-extreme-mlp", "5028866"), ("sudoku-extreme-att", "6828034")])
+@pytest.mark.parametrize("preset, want", [("sudoku-extreme-mlp", "5028866"), ("sudoku-extreme-att", "6828034"),
+                                          ("sudoku-extreme-hrm", "27275266")])
 def test_params_last_line(cli, preset, want):
     code, out, _ = cli("params", "--preset", preset)
     lines = out.strip().splitlines()

@@ -160,3 +160,42 @@ def test_bad_reference_input_is_one_line_and_writes_nothing(tmp_path, case):
             "no_config": "all_config.yaml", "not_a_state_dict": "state dict"}[case]
     assert want in msg
     assert not (tmp_path / "out").exists()
+
+
+# --- the commands -------------------------------------------------------------------------------------------
+@needs_golden
+@pytest.mark.parametrize("name", ["trm_mlp", "hrm"])
+def test_trm_import_check_passes_and_the_run_is_usable(cli, tmp_path, name):
+    code, out, err = cli("import", GOLDEN / name, "--out", tmp_path / "run", "--check",
+                         GOLDEN / name / "golden.safetensors")
+    assert code == 0, err
+    assert "check: within tolerance" in out and out.count("e-0") >= 4  # a line per supervision step
+    model, cfg = load_model(tmp_path / "run")
+    assert cfg["imported_from"]["kind"] == KINDS[name] and cfg["data_meta"]["task"] == "sudoku"
+    code, out, err = cli("export", tmp_path / "run", "--out", tmp_path / "ref")
+    assert code == 0 and (tmp_path / "ref" / "step_0").is_file(), err
+    code, out, err = cli("import", tmp_path / "ref", "--out", tmp_path / "again", "--check",
+                         GOLDEN / name / "golden.safetensors")
+    assert code == 0 and "within tolerance" in out, err
+
+
+@needs_golden
+def test_trm_import_check_fails_beyond_tolerance(cli, tmp_path):
+    from safetensors.torch import save_file
+    g = load_file(GOLDEN / "trm_att" / "golden.safetensors")
+    g["eval_logits"] = g["eval_logits"].clone()
+    g["eval_logits"][2] += 0.01  # the third step's logits off by 1e-2: beyond attention's 4e-4 there
+    save_file(g, tmp_path / "off.safetensors")
+    code, out, err = cli("import", GOLDEN / "trm_att", "--out", tmp_path / "run", "--check", tmp_path / "off.safetensors")
+    assert code == 1 and "BEYOND TOLERANCE" in out
+
+
+def test_trm_import_and_export_refuse_bad_input_in_one_line(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("import", tmp_path / "empty", "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1 and "no reference checkpoint" in err
+    assert not (tmp_path / "run").exists()
+    code, _, err = cli("import", tmp_path / "empty", "--out", tmp_path / "run", "--check", tmp_path / "nope")
+    assert code == 2 and "--check" in err and not (tmp_path / "run").exists()
+    code, _, err = cli("export", tmp_path / "empty", "--out", tmp_path / "ref")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "ref").exists()

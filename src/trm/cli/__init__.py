@@ -5,6 +5,7 @@
     train.py     trm train
     evaluate.py  trm eval, trm sweep
     solve.py     trm solve
+    reference.py trm import, trm export (checkpoints of the official code)
     common.py    one-line errors, config fields as flags, presets, the test-time-scaling flags
     (trm.analysis.cli adds trm analyze)
 
@@ -22,7 +23,7 @@ from ..checkpoint import CheckpointError
 from ..data.format import DatasetError
 from ..data.recipes import shared_data_root
 from ..runtime import exit_worker, tune_allocator
-from . import data, evaluate, info, solve, train
+from . import data, evaluate, info, reference, solve, train
 from .common import Parser, UserError
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     evaluate.add_parsers(sub)
     solve.add_parsers(sub)
+    reference.add_parsers(sub)
     add_analyze_parser(sub)
     return p
 
@@ -54,7 +56,7 @@ def _main(argv=None) -> int:
         return int(e.code or 0)
     tune_allocator()
     try:
-        args.func(args)
+        code = args.func(args)  # a command returns an exit code where it can fail without an error (a check)
     except (UserError, CheckpointError, DatasetError) as e:
         print(f"trm: error: {e}", file=sys.stderr)
         return 2
@@ -70,7 +72,7 @@ def _main(argv=None) -> int:
         msg = str(e).splitlines()[0] if str(e) else ""
         print(f"trm: error: {type(e).__name__}: {msg} (set TRM_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
-    return 0
+    return int(code or 0)
 
 
 __all__ = ["Parser", "UserError", "build_parser", "main", "shared_data_root"]

@@ -20,7 +20,9 @@ def cmd_presets(args) -> None:
     for p in PRESETS.values():
         m = p.model
         print(f"{p.name:20s} {p.about}")
-        print(f"{'':20s} mixer={m.mixer} d={m.d} L={m.L} n={m.n} T={m.T} N_sup={m.N_sup} batch={p.train.batch_size} "
+        variant = "" if (m.recursion, m.networks, m.grad) == ("trm", 1, "last") else \
+            f"recursion={m.recursion} networks={m.networks} grad={m.grad} "
+        print(f"{'':20s} {variant}mixer={m.mixer} d={m.d} L={m.L} n={m.n} T={m.T} N_sup={m.N_sup} batch={p.train.batch_size} "
               f"steps={p.train.steps} lr={p.train.lr} data={p.data.get('path', '-')}")
     print("\ntest-time samplers (trm eval / solve / sweep --sampler NAME; flags override):")
     for name, (about, c) in SAMPLER_PRESETS.items():
@@ -31,8 +33,9 @@ def cmd_params(args) -> None:
     preset = resolve_preset(args)
     counts = count_parameters(TRM(preset.model))
     m = preset.model
-    print(f"preset {preset.name}: mixer={m.mixer} d={m.d} L={m.L} vocab={m.vocab_size} seq_len={m.seq_len} "
-          f"prefix={m.prefix_len}")
+    print(f"preset {preset.name}: recursion={m.recursion} networks={m.networks} grad={m.grad} mixer={m.mixer} "
+          f"d={m.d} L={m.L} n={m.n} T={m.T} vocab={m.vocab_size} seq_len={m.seq_len} prefix={m.prefix_len} "
+          f"({m.calls_per_step} network calls per supervision step)")
     print(f"puzzle-embedding table (trained by sign-SGD, not counted below): {m.num_puzzle_ids} ids x "
           f"{m.puzzle_emb_dim} = {counts['puzzle_embedding']}")
     print("trainable parameters:")

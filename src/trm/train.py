@@ -72,6 +72,8 @@ class TrainConfig:
     log_every: int = 10             # steps between records in metrics.jsonl
     time_budget: float = 0.0        # minutes of training in this invocation, then a clean stop (0 = none);
                                     # the lr schedule is fitted to the steps that the budget allows
+    budget_clock: str = "wall"      # what the budget counts: wall (everything) or train (training steps only,
+                                    # not evaluations or checkpoints: for comparing recipes by training time)
     seed: int = 0                   # initialisation, data order, augmentation and exploration
     dtype: str = "auto"             # bf16 autocast (fp32 master weights), fp32, or auto: bf16 where fast
     compile: bool = False           # torch.compile the network
@@ -148,8 +150,8 @@ class StepStats:
 
 class Trainer:
     # settings a resumed run may change without changing its maths
-    RESUMABLE = ("time_budget", "device", "threads", "steps", "eval_every", "eval_minutes", "eval_limit", "checkpoint_every",
-                 "checkpoint_minutes", "log_every", "tensorboard")
+    RESUMABLE = ("time_budget", "budget_clock", "device", "threads", "steps", "eval_every", "eval_minutes",
+                 "eval_limit", "checkpoint_every", "checkpoint_minutes", "log_every", "tensorboard")
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, *, preset: str = "", resume: str = "",
                  overrides: dict | None = None, progress: bool = True):
@@ -367,7 +369,10 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------------------
     def fit(self) -> dict | None:
         cfg = self.cfg
+        if cfg.budget_clock not in ("wall", "train"):
+            raise ValueError(f"budget_clock must be wall or train, not '{cfg.budget_clock}'")
         start = time.monotonic()
+        self._train_seconds_at_start = self.train_seconds
         metrics_path = self.run_dir / "metrics.jsonl"
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -417,7 +422,7 @@ class Trainer:
                         due, next_eval_min = True, (mins // cfg.eval_minutes + 1) * cfg.eval_minutes
                 if due and self.step < self.horizon:
                     self._periodic_eval(metrics_path, tb)
-                timed_out = cfg.time_budget and (time.monotonic() - start) > cfg.time_budget * 60
+                timed_out = cfg.time_budget and self._budget_used(start) > cfg.time_budget * 60
                 flag = self._all_reduce(torch.tensor([float(stop["flag"] or bool(timed_out))]))
                 if flag.item() > 0:
                     bar.write(f"stopping at step {self.step}: {'time budget reached' if timed_out else 'SIGTERM'}")
@@ -442,11 +447,13 @@ class Trainer:
     def _fit_horizon(self, bar, start: float, s_per_step: float) -> None:
         """Under a time budget, end the lr schedule (warm-up, cosine) at the step the budget reaches, so a
         short run anneals instead of stopping at a high learning rate. Periodic evals are charged as well."""
-        left = self.cfg.time_budget * 60 - (time.monotonic() - start)
+        left = self.cfg.time_budget * 60 - self._budget_used(start)
         planned = self.horizon if self.schedule_start else self.cfg.steps  # an extension: up to the fit
         n_evals = int(left / 60 / self.cfg.eval_minutes) if self.cfg.eval_minutes else 0
         n_evals += min(planned - self.step, int(left / max(s_per_step, 1e-9))) // self.cfg.eval_every \
             if self.cfg.eval_every else 0
+        if self.cfg.budget_clock == "train":
+            n_evals = 0  # evaluations are not on this clock
         eval_s = s_per_step / 3 * self.model_cfg.N_sup * min(len(self.test_split), self.cfg.eval_limit or 10**9) \
             / self.cfg.batch_size  # forward only: about a third of a training step per sample and step
         steps_left = max(1, int(left / max(s_per_step, 1e-9)))
@@ -460,6 +467,12 @@ class Trainer:
             if self.main:
                 tqdm.write(f"time budget {self.cfg.time_budget:g} min at {s_per_step:.2f} s/step: the lr schedule "
                            f"now ends at step {self.horizon}")
+
+    def _budget_used(self, start: float) -> float:
+        """Seconds of this invocation's budget used: wall-clock, or training steps only."""
+        if self.cfg.budget_clock == "train":
+            return self.train_seconds - self._train_seconds_at_start
+        return time.monotonic() - start
 
     def _evaluate(self, model: TRM, **kw) -> dict:
         """`evaluate` on the test split; in a process group every rank runs its share of the puzzles and all

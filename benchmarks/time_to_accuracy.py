@@ -1,0 +1,173 @@
+"""Time to accuracy: train recipes for the same budget of training time on the same machine and print how long
+each took to reach 1, 5, 10, 25, 50 and 90% exact on the held-out split (EMA weights, all D steps), with the
+accuracy curve and the machine (CPU model, AVX-512 BF16 or not, matmul rates at both ends).
+
+    python benchmarks/time_to_accuracy.py --minutes 60 --arm old="sudoku9-cpu --stagger false" \\
+        --arm new="sudoku9-cpu" --parallel                       # side by side, one core each
+    python benchmarks/time_to_accuracy.py --minutes 30 --arm a="sudoku6-cpu" --arm b="sudoku6-cpu --lr 3e-3"
+
+An arm is NAME=PRESET [trm train flags]. Every arm gets --threads 1, --budget_clock train (the budget counts
+training steps, not the evaluations), --eval_minutes E and --eval_limit L on top of its own flags. With
+--parallel the arms run at the same time (one core each; give no more arms than cores), else one after
+the other. A finished arm (eval.json present) is reused; a killed one is resumed. The record (JSON and a
+plot) goes to --record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+THRESHOLDS = (0.01, 0.05, 0.10, 0.25, 0.50, 0.90)
+
+
+def machine() -> dict:
+    info = {"cpu": platform.processor() or "unknown", "flags": [], "cores": torch.get_num_threads()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                info["flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+                break
+    except OSError:
+        pass
+    info["avx512_bf16"] = "avx512_bf16" in info["flags"] or "amx_bf16" in info["flags"]
+    return info
+
+
+def matmul_gflops(dtype=torch.float32, n: int = 1024, seconds: float = 1.0, threads: int = 1) -> float:
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    torch.set_num_threads(prev)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def rates() -> dict:
+    return {"fp32_1thread_gflops": round(matmul_gflops(torch.float32), 1),
+            "bf16_1thread_gflops": round(matmul_gflops(torch.bfloat16, seconds=0.5), 1)}
+
+
+def curve(run: Path) -> list[dict]:
+    """(training minutes, step, exact) at every periodic evaluation and the final one."""
+    out = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "eval" in r and "train_s" in r:
+            out.append({"train_min": r["train_s"] / 60, "step": r["step"], "exact": r["eval"]["exact_accuracy"],
+                        "cell": r["eval"]["cell_accuracy"], "n": r["eval"].get("n")})
+    ev = run / "eval.json"
+    if ev.is_file():
+        e = json.loads(ev.read_text())
+        out.append({"train_min": e.get("train_s", 0) / 60, "step": e["step"], "exact": e["exact_accuracy"],
+                    "cell": e["cell_accuracy"], "n": e.get("n"), "final": True,
+                    "raw_exact": (e.get("raw") or {}).get("exact_accuracy")})
+    return out
+
+
+def time_to(points: list[dict], threshold: float) -> float | None:
+    for p in points:
+        if p["exact"] >= threshold:
+            return p["train_min"]
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arm", action="append", required=True, help="NAME=PRESET [trm train flags] (repeat)")
+    ap.add_argument("--minutes", type=float, default=60.0, help="training minutes per arm (default 60)")
+    ap.add_argument("--eval-minutes", type=float, default=5.0, help="training minutes between evaluations")
+    ap.add_argument("--eval-limit", type=int, default=1000, help="held-out puzzles per evaluation (default 1000)")
+    ap.add_argument("--parallel", action="store_true", help="run the arms at the same time, one core each")
+    ap.add_argument("--out", default="runs/tta", help="where the runs go")
+    ap.add_argument("--record", default="docs/results/tta", help="where the record goes")
+    args = ap.parse_args()
+    arms = {}
+    for a in args.arm:
+        name, _, spec = a.partition("=")
+        if not spec or not name.replace("-", "").replace("_", "").isalnum():
+            sys.exit(f"time_to_accuracy.py: --arm wants NAME=PRESET [flags], not {a!r}")
+        arms[name] = shlex.split(spec)
+    out, record = Path(args.out), Path(args.record)
+    record.mkdir(parents=True, exist_ok=True)
+    before = rates()
+    procs = {}
+    for name, spec in arms.items():
+        run = out / name
+        if (run / "eval.json").is_file():
+            continue
+        if (run / "checkpoint").exists():
+            cmd = ["train", "--resume", str(run), "--threads", "1"]
+        else:
+            cmd = ["train", "--preset", spec[0], *spec[1:], "--time-budget", str(args.minutes), "--budget_clock",
+                   "train", "--eval_minutes", str(args.eval_minutes), "--eval_limit", str(args.eval_limit),
+                   "--eval_every", "0", "--threads", "1", "--quiet", "--out", str(run)]
+        full = [sys.executable, "-m", "trm.cli", *cmd]
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: trm {' '.join(cmd)}", flush=True)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / f"{name}.log", "a") as log:
+            p = subprocess.Popen(full, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if args.parallel:
+            procs[name] = p
+        elif p.wait() != 0:
+            sys.exit(f"arm {name} failed: see {out / (name + '.log')}")
+    for name, p in procs.items():
+        if p.wait() != 0:
+            sys.exit(f"arm {name} failed: see {out / (name + '.log')}")
+    after = rates()
+    result = {"machine": machine(), "matmul_before": before, "matmul_after": after, "minutes": args.minutes,
+              "eval_minutes": args.eval_minutes, "eval_limit": args.eval_limit, "parallel": args.parallel, "arms": {}}
+    for name, spec in arms.items():
+        pts = curve(out / name)
+        cfg = json.loads((out / name / "config.json").read_text())
+        result["arms"][name] = {"spec": " ".join(spec), "curve": pts,
+                                "time_to": {f"{int(t * 100)}%": time_to(pts, t) for t in THRESHOLDS},
+                                "git_commit": cfg.get("git_commit"), "command": cfg.get("command")}
+    (record / "time_to_accuracy.json").write_text(json.dumps(result, indent=1) + "\n")
+    m = result["machine"]
+    print(f"\n{m['cpu']} ({'AVX-512 BF16' if m['avx512_bf16'] else 'no AVX-512 BF16'}); 1-thread matmul "
+          f"fp32 {before['fp32_1thread_gflops']} -> {after['fp32_1thread_gflops']} GFLOP/s, bf16 "
+          f"{before['bf16_1thread_gflops']} -> {after['bf16_1thread_gflops']}; {args.minutes:g} training minutes "
+          f"per arm, {'side by side' if args.parallel else 'one after the other'}\n")
+    print("| arm | recipe | " + " | ".join(f"to {int(t * 100)}%" for t in THRESHOLDS) + " | final exact | steps |")
+    print("|---|---|" + "---|" * (len(THRESHOLDS) + 2))
+    for name, a in result["arms"].items():
+        final = a["curve"][-1] if a["curve"] else {"exact": float("nan"), "step": 0}
+        cells = [f"{v:.0f} min" if v is not None else "-" for v in a["time_to"].values()]
+        print(f"| {name} | `{a['spec']}` | " + " | ".join(cells) + f" | {100 * final['exact']:.1f}% | {final['step']} |")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, a in result["arms"].items():
+            ax.plot([p["train_min"] for p in a["curve"]], [100 * p["exact"] for p in a["curve"]], "o-", label=name)
+        ax.set_xlabel("training minutes (one core)")
+        ax.set_ylabel("exact, held-out (%)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(record / "time_to_accuracy.png", dpi=110)
+    except ImportError:
+        print("(matplotlib missing: no plot)")
+
+
+if __name__ == "__main__":
+    main()

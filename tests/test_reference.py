@@ -186,7 +186,8 @@ def test_trm_import_check_fails_beyond_tolerance(cli, tmp_path):
     g["eval_logits"] = g["eval_logits"].clone()
     g["eval_logits"][2] += 0.01  # the third step's logits off by 1e-2: beyond attention's 4e-4 there
     save_file(g, tmp_path / "off.safetensors")
-    code, out, err = cli("import", GOLDEN / "trm_att", "--out", tmp_path / "run", "--check", tmp_path / "off.safetensors")
+    code, out, err = cli("import", GOLDEN / "trm_att", "--out", tmp_path / "run", "--check",
+                         tmp_path / "off.safetensors")
     assert code == 1 and "BEYOND TOLERANCE" in out
 
 

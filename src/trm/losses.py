@@ -1,4 +1,4 @@
-"""The losses of deep supervision (REFERENCE.md section 2). Label 0 marks a token that is not scored (PAD).
+"""The losses of deep supervision (a loss at every supervision step). Label 0 marks a token that is not scored.
 
 Per-token cross-entropies (stablemax, softmax), and `act_loss`: the loss of one supervision step, the answer's
 token loss plus the Q head's halting loss (and HRM's optional continue loss).

@@ -1,4 +1,4 @@
-"""The training loop: deep supervision over a fixed-shape ACT carry (REFERENCE.md section 2).
+"""The training loop: deep supervision over a fixed-shape ACT carry (the paper's training pseudocode).
 
 One optimizer step per supervision step. The batch is a fixed set of slots (trm.carry.ActCarry); each slot
 holds one example and its y, z. After every step, slots whose example halted (q_halt > 0, or N_sup steps
@@ -377,7 +377,8 @@ class Trainer:
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._trim_metrics(metrics_path)
-            record = {**self.config_dict(), "git_commit": git_commit(), "environment": {**environment(self.device), "dtype": self.dtype},
+            record = {**self.config_dict(), "git_commit": git_commit(),
+                      "environment": {**environment(self.device), "dtype": self.dtype},
                       "command": sys.argv}
             atomic_write_json(self.run_dir / "config.json", record)
         tb = self._tensorboard()

@@ -4,7 +4,8 @@ step (and, optionally, every application of the network f), for deterministic or
 Recording goes through the two hooks the model already has: `trm.sampling.sample(on_step=...)` after every
 supervision step (so noisy PTRM rollouts are recorded exactly like the deterministic model, K=1 sigma=0), and a
 forward hook on each of the model's networks (`model.networks()`), which fires on every call: for TRM n
-z-updates then one y-update, T times per supervision step (`model.call_labels()` names them). Neither hook changes a number the model computes (tests pin it down).
+z-updates then one y-update, T times per supervision step (`model.call_labels()` names them). Neither hook
+changes a number the model computes (tests pin it down).
 
 Memory is bounded: per row (puzzle p, rollout k; row = p * K + k) only summaries are kept at every step (the
 state's mean over answer tokens, its norm, its distance to the last `max_lag` states, the answer, q_halt, loss);

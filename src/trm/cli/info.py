@@ -22,7 +22,8 @@ def cmd_presets(args) -> None:
         print(f"{p.name:20s} {p.about}")
         variant = "" if (m.recursion, m.networks, m.grad) == ("trm", 1, "last") else \
             f"recursion={m.recursion} networks={m.networks} grad={m.grad} "
-        print(f"{'':20s} {variant}mixer={m.mixer} d={m.d} L={m.L} n={m.n} T={m.T} N_sup={m.N_sup} batch={p.train.batch_size} "
+        print(f"{'':20s} {variant}mixer={m.mixer} d={m.d} L={m.L} n={m.n} T={m.T} N_sup={m.N_sup} "
+              f"batch={p.train.batch_size} "
               f"steps={p.train.steps} lr={p.train.lr} data={p.data.get('path', '-')}")
     print("\ntest-time samplers (trm eval / solve / sweep --sampler NAME; flags override):")
     for name, (about, c) in SAMPLER_PRESETS.items():

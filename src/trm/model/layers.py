@@ -72,7 +72,7 @@ class SwiGLU(nn.Module):
 
 
 class SequenceSwiGLU(nn.Module):
-    """The paper's MLP-T token mixer (sec. 4.4): a SwiGLU across the sequence axis.
+    """The paper's MLP-T token mixer (attention-free, for small fixed grids): a SwiGLU across the sequence axis.
 
     The reference transposes (B, L, d) to (B, d, L) and back. Here the weights multiply from the left as a
     batched matmul over the untransposed tensor (the weight expanded over the batch, not copied), so no

@@ -6,8 +6,9 @@
     one supervision step = one deep recursion + heads; up to N_sup steps with a loss at each,
     and a Q head on y that learns when to halt.
 
-The systems TRM is compared with are flags of ModelConfig, not copies of this file (the paper's Table 1):
-- `recursion`: how one latent recursion updates the state. "trm" as above; "singlez", one state,
+The systems TRM is compared with (the paper's ablation table on Sudoku-Extreme) are flags of ModelConfig, not
+copies of this file:
+- `recursion`: how one latent recursion updates the state: "trm" as above; "singlez", one state,
   n times z = net(z + x) then z = net(z); "multiz", n latents, the i-th update writing
   z_i = net(z_1 + ... + z_n + y + x), then y = net(y + z_1 + ... + z_n); "none", no recursion, one pass
   h = net(h + x) per recursion (the transformer baseline with deep supervision).
@@ -21,7 +22,6 @@ n times, z_H = f_H(z_H + z_L), T times (its L_cycles and H_cycles), the answer z
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -155,7 +155,7 @@ def _mixer(cfg: ModelConfig, rotary: Rotary | None) -> nn.Module:
 
 
 def _network(cfg: ModelConfig, rotary: Rotary | None) -> nn.Sequential:
-    """L post-norm blocks: the network f (sec. 4.1: two layers are enough)."""
+    """L post-norm blocks: the network f (the paper finds two layers generalise best)."""
     return nn.Sequential(*(Block(mixer=_mixer(cfg, rotary), dim=cfg.d, expansion=cfg.expansion, eps=cfg.norm_eps)
                            for _ in range(cfg.L)))
 

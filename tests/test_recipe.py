@@ -192,3 +192,43 @@ def test_periodic_evaluations_record_the_training_time(sort_data, tmp_path):
     evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
              if '"eval"' in line]
     assert [e["step"] for e in evals] == [3] and evals[0]["train_s"] > 0
+
+
+# --- the difficulty curriculum ------------------------------------------------------------------------------
+def test_a_restricted_stream_takes_allowed_examples_in_order_and_keeps_its_place():
+    import numpy as np
+    allowed = np.arange(10) % 3 == 0  # 0, 3, 6, 9
+    s, ref = ExampleStream(10, seed=2), ExampleStream(10, seed=2).take(30)
+    got = s.take(3, allowed)
+    assert list(got) == [int(i) for i in ref if allowed[i]][:3]
+    assert all(allowed[i] for i in got)
+    rest = s.take(5)  # unrestricted again: on from just past the last one taken
+    pos = [k for k, i in enumerate(ref) if allowed[i]][2] + 1
+    assert list(rest) == list(ref[pos:pos + 5])
+    with pytest.raises(ValueError, match="allows no"):
+        s.take(1, np.zeros(10, bool))
+
+
+def test_difficulty_curriculum_starts_with_the_easiest_and_widens(tmp_path):
+    import numpy as np
+    from trm.data.format import write_dataset
+    rng = np.random.default_rng(0)
+    x = rng.integers(2, 6, (200, 8)).astype(np.uint8)
+    ratings = np.arange(200).astype(np.int32)  # the i-th example is the i-th easiest
+    split = {"inputs": x, "labels": np.sort(x, 1), "puzzle_ids": np.zeros(200, np.int32), "ratings": ratings}
+    data = write_dataset(tmp_path / "d", {"task": "toy", "seq_len": 8, "vocab_size": 6, "num_puzzle_ids": 1},
+                         {"train": split, "test": {k: v[:16] for k, v in split.items()}})
+    t = trainer(data, tmp_path / "run", steps=20, difficulty_curriculum=0.5, augment=False)
+    t.train_step()
+    allowed0 = t.ratings <= np.quantile(t.ratings, 0.25, method="lower")
+    assert allowed0.sum() == 50
+    # the first refill took only examples of the easiest quarter
+    idx = [int(np.flatnonzero((t.train_split.inputs == row.numpy()).all(1))[0]) for row in t.act.inputs]
+    assert max(t.ratings[idx]) < 50
+    t.step = 10  # at the curriculum's end every example is allowed
+    assert t._allowed() is None
+    t.step = 5  # half way through it: the easiest 62.5%
+    assert t._allowed().sum() == 125
+    from conftest import make_sort_dataset
+    with pytest.raises(ValueError, match="ratings"):
+        trainer(make_sort_dataset(tmp_path / "plain"), tmp_path / "run3", difficulty_curriculum=0.5)

@@ -33,12 +33,20 @@ class ExampleStream:
     def _permutation(self) -> np.ndarray:
         return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
 
-    def take(self, k: int) -> np.ndarray:
+    def take(self, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
+        """The next k examples; with `allowed` (bool per example) the others are passed over (a curriculum)."""
+        if allowed is not None and not allowed.any():
+            raise ValueError("the curriculum allows no training example")
         out = []
         while k > 0:
-            m = min(k, self.n - self.pos)
-            out.append(self._perm[self.pos:self.pos + m])
-            self.pos, k = self.pos + m, k - m
+            m = min(k, self.n - self.pos) if allowed is None else self.n - self.pos
+            chunk = self._perm[self.pos:self.pos + m]
+            if allowed is not None:  # as many allowed examples as needed, and the position just past them
+                ok = np.flatnonzero(allowed[chunk])[:k]
+                m = int(ok[-1]) + 1 if len(ok) == k else m
+                chunk = chunk[ok]
+            out.append(chunk)
+            self.pos, k = self.pos + m, k - len(chunk)
             if self.pos == self.n:
                 self.epoch, self.pos = self.epoch + 1, 0
                 self._perm = self._permutation()
@@ -99,14 +107,15 @@ class ActCarry:
         dist.all_gather(parts, t.contiguous())
         return torch.cat(parts)
 
-    def refill(self, step: int) -> None:
+    def refill(self, step: int, allowed: np.ndarray | None = None) -> None:
         """Reset halted slots and fill them with the next examples, in global slot order on every process.
-        Collective: every process takes part. `step` seeds the augmentation of this refill."""
+        Collective: every process takes part. `step` seeds the augmentation of this refill; `allowed` (bool
+        per training example) restricts the examples taken (a difficulty curriculum)."""
         halted = self._gather(self.halted).cpu().numpy()
         where = np.flatnonzero(halted)
         if len(where) == 0:
             return
-        idx = self.stream.take(len(where))
+        idx = self.stream.take(len(where), allowed)
         inputs = np.asarray(self.split.inputs[idx])
         labels = np.asarray(self.split.labels[idx])
         ids = np.asarray(self.split.puzzle_ids[idx])

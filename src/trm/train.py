@@ -18,6 +18,7 @@ import warnings
 from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -54,6 +55,8 @@ class TrainConfig:
                                     # puzzles (the reference starts all together: lockstep while Q never halts)
     depth_curriculum: str = ""      # train shallower first (CGAR, arXiv 2511.08653): "n:T@fraction,...", e.g.
                                     # "2:1@0,4:1@0.3,4:2@0.6": from that fraction of the schedule on, that n and T
+    difficulty_curriculum: float = 0.0  # over this first fraction of the schedule, train on the easiest puzzles
+                                    # by the dataset's ratings: the easiest quarter, widening to all (0 = off)
     step_weight: float = 1.0        # loss at supervision step s weighted step_weight**(s-1), mean 1 over N_sup
                                     # steps (CGAR's supervision weighting: 0.7; 1 = every step alike)
     q_continue_loss: bool = False   # HRM-style bootstrapped continue loss (off in TRM)
@@ -230,6 +233,15 @@ class Trainer:
                             halt_explore_prob=cfg.halt_explore_prob, q_continue=cfg.q_continue_loss,
                             rank=self.rank, world=self.world, stagger=cfg.stagger)
         self.curriculum = parse_depth_curriculum(cfg.depth_curriculum, model_cfg)
+        self.ratings = None
+        if cfg.difficulty_curriculum:
+            if not 0 < cfg.difficulty_curriculum <= 1:
+                raise ValueError(f"difficulty_curriculum is a fraction of the schedule in (0, 1], not "
+                                 f"{cfg.difficulty_curriculum}")
+            if "ratings" not in self.train_split.extras:
+                raise ValueError(f"difficulty_curriculum needs ratings, and {cfg.data} has none (Sudoku datasets "
+                                 f"built by trm data sudoku have them)")
+            self.ratings = np.asarray(self.train_split.extras["ratings"])
         if cfg.step_weight <= 0:
             raise ValueError(f"step_weight must be > 0, not {cfg.step_weight}")
         w = cfg.step_weight ** torch.arange(model_cfg.N_sup, dtype=torch.float64)
@@ -259,7 +271,7 @@ class Trainer:
         """Refill the halted slots, run one supervision step on all, update the weights and halt: returns the
         learning rate used and the step's StepStats."""
         cfg, act = self.cfg, self.act
-        act.refill(self.step)
+        act.refill(self.step, self._allowed())
         lr = lr_at(self.step - self.schedule_start, base=cfg.lr, warmup=self.schedule_warmup,
                    total=self.horizon - self.schedule_start, min_ratio=cfg.lr_min_ratio)
         for g in self.opt.param_groups:
@@ -290,6 +302,19 @@ class Trainer:
         self.step += 1
         return {"lr": lr, "stats": StepStats.measure(parts, out.q_halt, act.halted, act.steps)}
 
+    def _progress(self) -> float:
+        """How far along the current lr schedule this step is (0 to 1)."""
+        return (self.step - self.schedule_start) / max(1, self.horizon - self.schedule_start)
+
+    def _allowed(self) -> np.ndarray | None:
+        """Under a difficulty curriculum, the training examples this step may take: those rated at most the
+        q-quantile of the ratings, q growing from 1/4 to 1 over the curriculum's fraction of the schedule."""
+        f = self.cfg.difficulty_curriculum
+        if not f or self._progress() >= f:
+            return None
+        q = 0.25 + 0.75 * self._progress() / f
+        return self.ratings <= np.quantile(self.ratings, q, method="lower")
+
     @contextlib.contextmanager
     def _depth(self):
         """Under a depth curriculum, the step runs with the stage's n and T (evaluation always uses the
@@ -297,8 +322,7 @@ class Trainer:
         if not self.curriculum:
             yield
             return
-        frac = (self.step - self.schedule_start) / max(1, self.horizon - self.schedule_start)
-        _, n, T = [s for s in self.curriculum if s[0] <= frac][-1]
+        _, n, T = [s for s in self.curriculum if s[0] <= self._progress()][-1]
         c = self.model.cfg
         saved = c.n, c.T
         c.n, c.T = n, T

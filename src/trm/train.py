@@ -51,6 +51,8 @@ class TrainConfig:
     puzzle_emb_weight_decay: float = 1.0  # weight decay of the puzzle-embedding rows of the batch
     loss: str = "stablemax"         # stablemax (reference) or softmax cross-entropy
     halt_explore_prob: float = 0.1  # chance that a sample must run at least U{2..N_sup} steps
+    N_sup_train: int = 0            # supervision steps an example gets at most in training (0 = the model's N_sup;
+                                    # fewer: more new puzzles per step); evaluation runs N_sup (or --D)
     stagger: bool = False           # start the slots at spread-out step counts, so each batch mixes depths and
                                     # puzzles (the reference starts all together: lockstep while Q never halts)
     depth_curriculum: str = ""      # train shallower first (CGAR, arXiv 2511.08653): "n:T@fraction,...", e.g.
@@ -228,7 +230,10 @@ class Trainer:
                         if self.model.puzzle_emb is not None else None)
         if cfg.loss not in LOSSES:
             raise ValueError(f"unknown loss '{cfg.loss}' (choose {' or '.join(LOSSES)})")
-        self.act = ActCarry(self.model, self.train_split, batch_size=cfg.batch_size, N_sup=model_cfg.N_sup,
+        if cfg.N_sup_train < 0:
+            raise ValueError(f"N_sup_train must be >= 0 (0 = the model's N_sup), not {cfg.N_sup_train}")
+        self.N_sup_train = cfg.N_sup_train or model_cfg.N_sup
+        self.act = ActCarry(self.model, self.train_split, batch_size=cfg.batch_size, N_sup=self.N_sup_train,
                             seed=cfg.seed, device=self.device, augment=self.augment,
                             halt_explore_prob=cfg.halt_explore_prob, q_continue=cfg.q_continue_loss,
                             rank=self.rank, world=self.world, stagger=cfg.stagger)
@@ -244,7 +249,7 @@ class Trainer:
             self.ratings = np.asarray(self.train_split.extras["ratings"])
         if cfg.step_weight <= 0:
             raise ValueError(f"step_weight must be > 0, not {cfg.step_weight}")
-        w = cfg.step_weight ** torch.arange(model_cfg.N_sup, dtype=torch.float64)
+        w = cfg.step_weight ** torch.arange(self.N_sup_train, dtype=torch.float64)
         self.step_weights = (w / w.mean()).to(self.device) if cfg.step_weight != 1 else None
         self.step = 0
         self.horizon = cfg.steps  # last step of the lr schedule: cfg.steps, or fewer under a time budget

@@ -232,3 +232,25 @@ def test_difficulty_curriculum_starts_with_the_easiest_and_widens(tmp_path):
     from conftest import make_sort_dataset
     with pytest.raises(ValueError, match="ratings"):
         trainer(make_sort_dataset(tmp_path / "plain"), tmp_path / "run3", difficulty_curriculum=0.5)
+
+
+def test_fewer_supervision_steps_in_training_than_in_evaluation(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", N_sup_train=2, steps=4, eval_every=2)
+    t.act.refill(0)
+    for _ in range(2):
+        t.train_step()
+    assert t.act.halted.all() and (t.act.steps == 2).all()  # N_sup is 4, training stops each example at 2
+    t.fit()
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert ev["D"] == 4 and len(ev["exact_accuracy_by_step"]) == 4  # evaluation runs the model's N_sup
+    with pytest.raises(ValueError, match="N_sup_train"):
+        trainer(sort_data, tmp_path / "bad", N_sup_train=-1)
+
+
+def test_a_training_time_budget_leaves_out_evaluation_time(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", steps=10**6, time_budget=0.02, budget_clock="train", eval_every=1)
+    t.fit()  # an evaluation after every step: on the wall clock the budget would go mostly to them
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert 0 < ev["train_s"] < 0.02 * 60 + 5 and t.step > 1
+    with pytest.raises(ValueError, match="budget_clock"):
+        trainer(sort_data, tmp_path / "bad", budget_clock="cpu").fit()

@@ -1,4 +1,4 @@
-"""`trm analyze` (issue 5): recording pinned on a tiny model, statistics pinned on trajectories with known answers
+"""`trm analyze`: recording pinned on a tiny model, statistics pinned on trajectories with known answers
 (a fixed point, cycles, a random walk), the sparse autoencoder, and the command end to end."""
 
 import json

@@ -1,4 +1,4 @@
-"""The 8 symmetries of the square (REFERENCE.md section 3 ids), written out by hand, and their inverses."""
+"""The 8 symmetries of the square (ids 0 identity, 1-3 rotations, 4-5 flips, 6-7 transposes), written out by hand, and their inverses."""
 
 import numpy as np
 import pytest

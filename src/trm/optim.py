@@ -85,7 +85,7 @@ def lr_at(step: int, *, base: float, warmup: int, total: int, min_ratio: float) 
 class SignSGDEmbedding:
     """Sign-SGD with decoupled weight decay on the rows of the puzzle-embedding table used in the batch.
 
-    Gradients of the batch rows (PuzzleEmbedding.local) are gathered from every process and summed per
+    Gradients of the batch rows (PuzzleEmbedding.batch_grad) are gathered from every process and summed per
     identifier, so every process applies the same update and the tables stay identical; rows not in the
     batch are not touched (no decay either).
     """
@@ -95,10 +95,10 @@ class SignSGDEmbedding:
 
     @torch.no_grad()
     def step(self) -> None:
-        local, ids = self.emb.local, self.emb.local_ids
-        if local is None or local.grad is None:
+        batch = self.emb.batch_grad()
+        if batch is None:
             return
-        grad = local.grad
+        grad, ids = batch
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             ws = dist.get_world_size()
             all_grads = [torch.empty_like(grad) for _ in range(ws)]
@@ -112,7 +112,6 @@ class SignSGDEmbedding:
         w = self.emb.weight
         rows = w[uniq] * (1 - self.lr * self.weight_decay) - self.lr * torch.sign(summed)
         w[uniq] = rows.to(w.dtype)
-        self.emb.local = self.emb.local_ids = None
 
     def zero_grad(self) -> None:
-        self.emb.local = self.emb.local_ids = None
+        self.emb.batch_grad()  # drops the batch's rows

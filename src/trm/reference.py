@@ -10,6 +10,7 @@ runs the reference code.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write_bytes, atomic_write_json
 from .model import TRM, ModelConfig
 
 PREFIXES = ("_orig_mod.", "model.", "inner.")
@@ -271,10 +273,9 @@ def import_reference(ref: str | Path, out: str | Path) -> tuple[Path, Imported]:
     config = {"model": asdict(imp.model_cfg), "train": train, "preset": "", "data_meta": task_meta(imp.model_cfg),
               "step": 0, "imported_from": {"path": str(Path(ref).resolve()), "arch": imp.arch, "kind": imp.kind}}
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ReferenceError(f"{out} exists and is not empty: choose a new --out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ReferenceError(f"{out} exists and is not an empty folder: choose a new --out")
     ckpt_io.save_checkpoint(out, model.state_dict(), config)
-    from .data.format import atomic_write_json
     atomic_write_json(out / "config.json", config)
     return out, imp
 
@@ -349,7 +350,6 @@ def reference_arch(cfg: ModelConfig, kind: str, dtype: str = "fp32") -> dict:
 def export_reference(run: str | Path, out: str | Path) -> Path:
     """Write a trm checkpoint in the reference's format: out/step_N and out/all_config.yaml (JSON)."""
     from . import checkpoint as ckpt_io
-    from .data.format import atomic_write_bytes, atomic_write_json
     ckpt = ckpt_io.resolve_checkpoint(run)
     cfg_dict = ckpt_io.load_config(ckpt)
     mcfg = ModelConfig(**cfg_dict["model"])
@@ -365,7 +365,6 @@ def export_reference(run: str | Path, out: str | Path) -> Path:
         raise ReferenceError(f"{out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     step = int(cfg_dict.get("step", 0))
-    import io
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(out / f"step_{step}", buf.getvalue())

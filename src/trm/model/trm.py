@@ -130,6 +130,12 @@ class PuzzleEmbedding(nn.Module):
             self.local, self.local_ids = rows, ids
         return rows
 
+    def batch_grad(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(gradient of the batch's rows, their ids) after a backward pass, or None; clears them."""
+        local, ids = self.local, self.local_ids
+        self.local = self.local_ids = None
+        return None if local is None or local.grad is None else (local.grad, ids)
+
 
 @dataclass
 class Carry:

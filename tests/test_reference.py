@@ -164,7 +164,7 @@ def test_bad_reference_input_is_one_line_and_writes_nothing(tmp_path, case):
 
 # --- the commands -------------------------------------------------------------------------------------------
 @needs_golden
-@pytest.mark.parametrize("name", ["trm_mlp", "hrm"])
+@pytest.mark.parametrize("name", FOLDERS)
 def test_trm_import_check_passes_and_the_run_is_usable(cli, tmp_path, name):
     code, out, err = cli("import", GOLDEN / name, "--out", tmp_path / "run", "--check",
                          GOLDEN / name / "golden.safetensors")

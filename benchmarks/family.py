@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import step_speed  # benchmarks/ is on sys.path when this script runs
+import torch
 
 # name -> (preset, extra flags): the variants' presets, and the paper's ablations as flags of sudoku6-cpu
 ARMS = {
@@ -36,13 +38,7 @@ ARMS = {
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return step_speed.machine(torch.device("cpu"))
 
 
 def main() -> None:

@@ -18,51 +18,41 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import step_speed  # benchmarks/ is on sys.path when this script runs
 import torch
+
+from trm.runtime import cpu_has_fast_bf16
 
 THRESHOLDS = (0.01, 0.05, 0.10, 0.25, 0.50, 0.90)
 
 
 def machine() -> dict:
-    info = {"cpu": platform.processor() or "unknown", "flags": [], "cores": torch.get_num_threads()}
+    flags = set()
     try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                info["flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
-                break
-    except OSError:
+        line = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags"))
+        flags = {f for f in line.split(":", 1)[1].split() if f.startswith(("avx512", "amx")) or f == "avx2"}
+    except (OSError, StopIteration):
         pass
-    info["avx512_bf16"] = "avx512_bf16" in info["flags"] or "amx_bf16" in info["flags"]
-    return info
-
-
-def matmul_gflops(dtype=torch.float32, n: int = 1024, seconds: float = 1.0, threads: int = 1) -> float:
-    prev = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
-    torch.set_num_threads(prev)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    return {"cpu": step_speed.machine(torch.device("cpu")), "flags": sorted(flags),
+            "avx512_bf16": cpu_has_fast_bf16()}
 
 
 def rates() -> dict:
-    return {"fp32_1thread_gflops": round(matmul_gflops(torch.float32), 1),
-            "bf16_1thread_gflops": round(matmul_gflops(torch.bfloat16, seconds=0.5), 1)}
+    """1-thread square-matmul rates (step_speed's measurement): each arm runs on one thread."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cpu = torch.device("cpu")
+    try:
+        return {"fp32_1thread_gflops": round(step_speed.matmul_rate(cpu, torch.float32, (1024,), 1.0) / 1e9, 1),
+                "bf16_1thread_gflops": round(step_speed.matmul_rate(cpu, torch.bfloat16, (1024,), 0.5) / 1e9, 1)}
+    finally:
+        torch.set_num_threads(prev)
 
 
 def curve(run: Path) -> list[dict]:

@@ -38,9 +38,11 @@ ARCH_NAMES = {"trm": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"
               "trm_hier6": "recursive_reasoning.trm_hier6@TinyRecursiveReasoningModel_ACTV1",
               "hrm": "recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1",
               "transformers_baseline": "recursive_reasoning.transformers_baseline@Model_ACTV2"}
-# arch fields that say nothing trm's config holds (bookkeeping of the reference), read and dropped
-IGNORED_FIELDS = {"name", "loss", "H_layers", "halt_exploration_prob", "no_ACT_continue", "forward_dtype",
-                  "puzzle_emb_len", "mlp_t", "L_layers", "H_cycles", "L_cycles"}
+# arch fields model_config or read_reference reads (any other is reported as not used)
+READ_FIELDS = {"name", "loss", "seq_len", "vocab_size", "num_puzzle_identifiers", "hidden_size", "num_heads",
+               "expansion", "halt_max_steps", "H_cycles", "L_cycles", "H_layers", "L_layers", "mlp_t",
+               "puzzle_emb_ndim", "puzzle_emb_len", "pos_encodings", "rope_theta", "rms_norm_eps",
+               "halt_exploration_prob", "no_ACT_continue", "forward_dtype"}
 
 
 class ReferenceError(ValueError):
@@ -133,8 +135,7 @@ def model_config(arch: dict) -> tuple[ModelConfig, str, list[str]]:
         cfg.validate()
     except ValueError as e:
         raise ReferenceError(f"arch block does not give a valid model: {e}") from None
-    known = set(need) | IGNORED_FIELDS | {"puzzle_emb_ndim", "pos_encodings", "rope_theta", "rms_norm_eps"}
-    return cfg, kind, sorted(set(arch) - known)
+    return cfg, kind, sorted(set(arch) - READ_FIELDS)
 
 
 def _trm_name(key: str, kind: str) -> str:

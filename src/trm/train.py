@@ -247,6 +247,7 @@ class Trainer:
                 raise ValueError(f"difficulty_curriculum needs ratings, and {cfg.data} has none (Sudoku datasets "
                                  f"built by trm data sudoku have them)")
             self.ratings = np.asarray(self.train_split.extras["ratings"])
+            self.sorted_ratings = np.sort(self.ratings)  # once: the quantile of every step is then a lookup
         if cfg.step_weight <= 0:
             raise ValueError(f"step_weight must be > 0, not {cfg.step_weight}")
         w = cfg.step_weight ** torch.arange(self.N_sup_train, dtype=torch.float64)
@@ -318,7 +319,7 @@ class Trainer:
         if not f or self._progress() >= f:
             return None
         q = 0.25 + 0.75 * self._progress() / f
-        return self.ratings <= np.quantile(self.ratings, q, method="lower")
+        return self.ratings <= self.sorted_ratings[int(q * (len(self.ratings) - 1))]  # numpy's "lower" quantile
 
     @contextlib.contextmanager
     def _depth(self):

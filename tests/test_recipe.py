@@ -245,6 +245,17 @@ def test_fewer_supervision_steps_in_training_than_in_evaluation(sort_data, tmp_p
     assert ev["D"] == 4 and len(ev["exact_accuracy_by_step"]) == 4  # evaluation runs the model's N_sup
     with pytest.raises(ValueError, match="N_sup_train"):
         trainer(sort_data, tmp_path / "bad", N_sup_train=-1)
+    assert trainer(sort_data, tmp_path / "deep", N_sup_train=9).N_sup_train == 4  # at most the model's N_sup
+
+
+def test_the_cpu_sudoku_presets_train_with_the_fast_recipe():
+    from trm.presets import get_preset
+    for name in ("sudoku6-cpu", "sudoku9-cpu", "sudoku9-hard-cpu", "sudoku6-hrm-cpu"):
+        t = get_preset(name).train
+        assert (t.batch_size, t.lr, t.puzzle_emb_lr, t.warmup_steps, t.stagger, t.N_sup_train) == \
+            (64, 3e-3, 3e-3, 50, True, 4), name
+    hard = get_preset("sudoku9-hard-cpu").data
+    assert (hard["pools"], hard["train"], hard["test"]) == (["hard"], 1000, 1000)
 
 
 def test_a_training_time_budget_leaves_out_evaluation_time(sort_data, tmp_path):

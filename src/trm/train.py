@@ -232,7 +232,7 @@ class Trainer:
             raise ValueError(f"unknown loss '{cfg.loss}' (choose {' or '.join(LOSSES)})")
         if cfg.N_sup_train < 0:
             raise ValueError(f"N_sup_train must be >= 0 (0 = the model's N_sup), not {cfg.N_sup_train}")
-        self.N_sup_train = cfg.N_sup_train or model_cfg.N_sup
+        self.N_sup_train = min(cfg.N_sup_train or model_cfg.N_sup, model_cfg.N_sup)  # at most the model's N_sup
         self.act = ActCarry(self.model, self.train_split, batch_size=cfg.batch_size, N_sup=self.N_sup_train,
                             seed=cfg.seed, device=self.device, augment=self.augment,
                             halt_explore_prob=cfg.halt_explore_prob, q_continue=cfg.q_continue_loss,

@@ -177,7 +177,7 @@ def test_csv_round_trip_and_splits(tmp_path, mazes):
 def test_bad_csv_rows_are_refused_with_their_line(tmp_path, row, message):
     bad = tmp_path / "bad.csv"
     bad.write_text("source,question,answer,rating\n" + row + "\n")
-    with pytest.raises(ValueError, match=f"bad.csv:2: .*{message}"):
+    with pytest.raises(ValueError, match=f"bad.csv line 2: .*{message}"):
         maze.read_csv(bad)
 
 

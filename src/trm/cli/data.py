@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--train", type=int, default=None,
                    help="seeded subsample of N training puzzles (default all; 0 = an evaluation-only set)")
     s.add_argument("--test", type=int, default=None, help="number of test puzzles (default test-fraction of all)")
-    s.add_argument("--test-fraction", type=float, default=0.1)
+    s.add_argument("--test-fraction", type=float, default=0.1, help="share of the puzzles tested on, without --test")
     s.add_argument("--workers", type=int, default=None, help="solver processes (default: all cores)")
     s.add_argument("--sudoku-dir", default=None, help="folder of the puzzle lists (default ../shared/data/sudoku)")
     _add_build_flags(s)
@@ -74,6 +75,23 @@ def _add_build_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _in_user_terms(cmd):
+    """What the builders leave to the system (a full disk, a number past a type's range) as one line naming
+    the file; the input errors they find themselves are DatasetError / ValueError already."""
+    @functools.wraps(cmd)
+    def run(args):
+        if args.seed < 0:
+            raise UserError(f"--seed must be >= 0, not {args.seed}")
+        try:
+            return cmd(args)
+        except OSError as e:  # FileExistsError, NotADirectoryError, a full disk...: the file and the reason
+            raise UserError(f"{e.filename or args.out}: {e.strerror or e}") from None
+        except OverflowError as e:
+            raise UserError(f"building {args.out}: a number out of range ({e})") from None
+    return run
+
+
+@_in_user_terms
 def cmd_data_sudoku(args) -> None:
     lists = [Path(x) for x in args.list]
     if args.pool:
@@ -83,6 +101,8 @@ def cmd_data_sudoku(args) -> None:
             raise UserError(f"no such file: {f}")
     if (args.train is not None and args.train < 0) or (args.test is not None and args.test < 1) or args.generate < 0:
         raise UserError("--train must be >= 0, --test >= 1 and --generate >= 0")
+    if args.test is None and not 0 < args.test_fraction < 1:
+        raise UserError(f"--test-fraction must lie between 0 and 1, not {args.test_fraction}")
     if not (lists or args.csv or args.generate):
         raise UserError("no source given: use --pool, --list, --csv or --generate")
     t0 = time.time()
@@ -94,6 +114,7 @@ def cmd_data_sudoku(args) -> None:
           f"({time.time() - t0:.1f} s)")
 
 
+@_in_user_terms
 def cmd_data_maze(args) -> None:
     for f in args.csv + args.test_csv:
         if not Path(f).is_file():
@@ -110,6 +131,7 @@ def cmd_data_maze(args) -> None:
           f"{meta['unique_shortest_path_fraction']:.1%} with a unique shortest path ({time.time() - t0:.1f} s)")
 
 
+@_in_user_terms
 def cmd_data_arc(args) -> None:
     train_c, test_c = arc.COLLECTIONS[args.version]
     if args.train_collection or args.test_collection or args.task:

@@ -6,7 +6,8 @@ from typing import Callable
 
 import numpy as np
 
-from .format import Dataset, DatasetError, Split, load_dataset, write_dataset
+from .format import (Dataset, DatasetError, Split, check_compatible, dataset_fingerprint, load_dataset,
+                     write_dataset)
 
 Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 Validity = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (inputs, predictions) tokens -> bool per sample
@@ -47,4 +48,5 @@ def validator(meta: dict) -> Validity | None:
     return None
 
 
-__all__ = ["Dataset", "DatasetError", "Split", "augmenter", "load_dataset", "validator", "write_dataset"]
+__all__ = ["Dataset", "DatasetError", "Split", "augmenter", "check_compatible", "dataset_fingerprint", "load_dataset",
+           "validator", "write_dataset"]

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_dir
 from .dihedral import INVERSE, dihedral
-from .format import FORMAT_VERSION, DatasetError
+from .format import FORMAT_VERSION, DatasetError, check_out_dir, content_hash
 
 CANVAS = 30
 PAD, EOS, COLOUR0 = 0, 1, 2
@@ -55,25 +55,33 @@ class Task:
 
 # --- reading ---------------------------------------------------------------------------------------------
 def _grid(g, where: str) -> Grid:
-    try:
-        a = np.asarray(g, dtype=np.int16)
-    except (ValueError, TypeError):
-        raise DatasetError(f"{where}: a grid must be a list of equal-length rows of colours") from None
-    if a.ndim != 2 or not (1 <= a.shape[0] <= CANVAS and 1 <= a.shape[1] <= CANVAS):
-        raise DatasetError(f"{where}: a grid must be 1..30 x 1..30, got shape {a.shape}")
-    if a.min() < 0 or a.max() > 9:
-        raise DatasetError(f"{where}: colours must be 0..9")
-    return a.astype(np.int8)
+    """A JSON grid -> colours, refusing what a cast would bend: 1.7 (no truncation to 1), true, "3", 70000."""
+    if not isinstance(g, list) or not all(isinstance(row, list) for row in g):
+        raise DatasetError(f"{where}: a grid must be a list of rows of colours")
+    widths = sorted({len(row) for row in g})
+    if len(widths) > 1:
+        raise DatasetError(f"{where}: a grid must be rectangular, got rows of {' and '.join(map(str, widths))} colours")
+    if not (1 <= len(g) <= CANVAS and 1 <= widths[0] <= CANVAS):
+        raise DatasetError(f"{where}: a grid must be 1..{CANVAS} x 1..{CANVAS}, got {len(g)} x "
+                           f"{widths[0] if widths else 0}")
+    for r, row in enumerate(g):
+        for c, v in enumerate(row):
+            if type(v) is not int or not 0 <= v <= 9:  # bool is an int subclass: refused by `type(v) is int`
+                raise DatasetError(f"{where}: colour {json.dumps(v)} at row {r}, column {c}: colours are the "
+                                   f"whole numbers 0..9")
+    return np.array(g, dtype=np.int8)
 
 
 def parse_task(task_id: str, challenge: dict, solutions: list | None = None, where: str = "") -> Task:
     where = where or task_id
     try:
-        train = [(_grid(p["input"], where), _grid(p["output"], where)) for p in challenge["train"]]
+        train = [(_grid(p["input"], f"{where} train pair {i} input"),
+                  _grid(p["output"], f"{where} train pair {i} output")) for i, p in enumerate(challenge["train"])]
         test = []
         for i, p in enumerate(challenge["test"]):
             out = p.get("output", solutions[i] if solutions is not None and i < len(solutions) else None)
-            test.append((_grid(p["input"], where), None if out is None else _grid(out, where)))
+            test.append((_grid(p["input"], f"{where} test pair {i} input"),
+                         None if out is None else _grid(out, f"{where} test pair {i} output")))
     except (KeyError, TypeError, AttributeError) as e:
         raise DatasetError(f"{where}: not an ARC task ({type(e).__name__}: {e})") from None
     if not train or not test:
@@ -83,9 +91,13 @@ def parse_task(task_id: str, challenge: dict, solutions: list | None = None, whe
 
 def _read_json(path: Path):
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}: not valid JSON ({e.msg})") from None
+        raise DatasetError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: nested too deeply to be an ARC file") from None
 
 
 def load_collection(root: str | os.PathLike, name: str) -> dict[str, Task]:
@@ -257,9 +269,7 @@ def build_arc(out_dir, *, root=None, train_collections=(), test_collections=(), 
     Rows are streamed to the .npy files (the full ARC-AGI-1 set is several GB on disk, a few hundred MB in
     memory); the directory is written beside its destination and renamed into place at the end."""
     t0 = time.time()
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise DatasetError(f"{out} already exists (pass --overwrite to replace it)")
+    out = check_out_dir(out_dir, overwrite)
     if augments < 1:
         raise DatasetError("augments must be >= 1")
     if (train_collections or test_collections) and root is None:
@@ -269,11 +279,19 @@ def build_arc(out_dir, *, root=None, train_collections=(), test_collections=(), 
         for tid, t in load_collection(root, name).items():
             train_tasks.setdefault(tid, t)  # the same task in two training collections is trained on once
     test_tasks: dict[str, Task] = {}
+    where: dict[str, str] = {}  # test task id -> the collection or file it came from
     for name in test_collections:
-        test_tasks.update(load_collection(root, name))
-    for f in test_task_files:
+        for tid, t in load_collection(root, name).items():
+            if tid in test_tasks and fingerprint(t) != fingerprint(test_tasks[tid]):
+                raise DatasetError(f"test task {tid} differs between {where[tid]} and collection {name}")
+            test_tasks.setdefault(tid, t)
+            where.setdefault(tid, f"collection {name}")
+    for f in test_task_files:  # the task id is the file name: two files of one name would lose a task
         t = load_task_file(f)
-        test_tasks[t.id] = t
+        if t.id in test_tasks:
+            raise DatasetError(f"--task {f}: its task id '{t.id}' (the file name) is also the id of a task in "
+                               f"{where[t.id]}: rename one of them")
+        test_tasks[t.id], where[t.id] = t, f"--task {f}"
     if not test_tasks:
         raise DatasetError("no test tasks: name a test collection or a task file")
     shared, leaks = check_overlap(train_tasks, test_tasks)
@@ -336,8 +354,9 @@ def build_arc(out_dir, *, root=None, train_collections=(), test_collections=(), 
         bar.close()
         for w in (*tr.values(), *te.values()):
             w.close()
-        meta = {"format": FORMAT_VERSION, "task": "arc", "seq_len": CANVAS * CANVAS, "vocab_size": VOCAB,
-                "num_puzzle_ids": next_id, "splits": {"train": n_train, "test": n_test}, "augment": None,
+        meta = {"format": FORMAT_VERSION, "task": "arc", "size": CANVAS, "seq_len": CANVAS * CANVAS,
+                "vocab_size": VOCAB, "num_puzzle_ids": next_id, "splits": {"train": n_train, "test": n_test},
+                "augment": None,
                 "sources": {"root": str(root), "train": list(train_collections), "test": list(test_collections),
                             "task_files": [str(f) for f in test_task_files]},
                 "augments": augments, "translate": translate, "seed": seed, "task_limit": task_limit,
@@ -345,8 +364,9 @@ def build_arc(out_dir, *, root=None, train_collections=(), test_collections=(), 
                 "forced_overlap": shared if force_overlap else [],
                 "dropped_leaking_pairs": {k: v for k, v in leaks.items() if k in train_tasks},
                 "build_seconds": round(time.time() - t0, 1)}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / TEST_TASKS).write_text(json.dumps({"order": order, "outputs": outputs, "fingerprints": prints}) + "\n")
+        meta["fingerprint"] = content_hash(tmp, meta)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 

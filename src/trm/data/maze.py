@@ -44,7 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .dihedral import augment_square
-from .format import write_dataset
+from .format import DatasetError, check_out_dir, parse_rating, read_csv_rows, write_dataset
 
 CHARS = "# SGo"
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5  # tokens
@@ -349,35 +349,58 @@ def encode_text(text: str) -> np.ndarray:
     return _LUT[np.frombuffer(text.encode(), dtype=np.uint8)]
 
 
+def path_problem(question: np.ndarray, answer: np.ndarray, size: int) -> str | None:
+    """Why `answer` is not its question with *a* shortest S-G path marked (what `valid_paths` checks), in
+    words, or None when it is."""
+    if valid_paths(question[None], answer[None], size)[0]:
+        return None
+    q, open_, start, goal = _endpoints(question[None], size)
+    a = np.asarray(answer).reshape(q.shape)
+    if not (np.where(a == PATH, OPEN, a) == q).all():
+        return "the answer must be the question with path cells marked 'o'"
+    length = int(np.where(goal, bfs_distances(open_, start), -1).max())
+    if length < 0:
+        return "S and G are not connected: the maze has no path"
+    marked = int((a == PATH).sum())
+    if not marked:
+        return f"no path is marked (a shortest S-G path has {length - 1} cells between S and G)"
+    if marked != length - 1:
+        return f"{marked} cells are marked 'o', a shortest S-G path has {length - 1} between S and G"
+    return "the cells marked 'o' do not join S to G"
+
+
 def read_csv(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Maze-Hard CSV `source,question,answer,rating` (question/answer: size*size characters of `# SGo`).
-    Returns (questions, answers, ratings); a malformed row is refused with its line number."""
-    qs, ans, ratings = [], [], []
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
-            raise ValueError(f"{path}: expected the header source,question,answer,rating")
-        for n, row in enumerate(reader, 2):
-            if len(row) < 4:
-                raise ValueError(f"{path}:{n}: expected 4 fields")
-            side = int(round(len(row[1]) ** 0.5))
-            if len(row[1]) != len(row[2]) or side * side != len(row[1]) or not 2 <= side <= MAX_SIZE:
-                raise ValueError(f"{path}:{n}: question and answer must be the same square grid (2..{MAX_SIZE})")
-            try:
-                q, a, r = encode_text(row[1]), encode_text(row[2]), int(float(row[3]))
-            except ValueError as e:
-                raise ValueError(f"{path}:{n}: {e}") from None
-            if (q == START).sum() != 1 or (q == GOAL).sum() != 1:
-                raise ValueError(f"{path}:{n}: a maze needs exactly one S and one G")
-            if not (np.where(a == PATH, OPEN, a) == q).all():
-                raise ValueError(f"{path}:{n}: the answer must be the question with path cells marked 'o'")
-            qs.append(q), ans.append(a), ratings.append(r)
-    if not qs:
-        raise ValueError(f"{path}: no mazes")
-    if len({len(q) for q in qs}) > 1:
-        raise ValueError(f"{path}: mazes of different sizes")
-    return np.stack(qs), np.stack(ans), np.array(ratings, dtype=np.int32)
+    Returns (questions, answers, ratings). Every answer must mark a shortest S-G path of its question; a row
+    that does not, or any malformed row, is refused with its file and line."""
+    qs, ans, ratings, lines = [], [], [], []
+    for n, row in read_csv_rows(path):
+        where = f"{path} line {n}"
+        side = int(round(len(row[1]) ** 0.5))
+        if len(row[1]) != len(row[2]) or side * side != len(row[1]) or not 2 <= side <= MAX_SIZE:
+            raise DatasetError(f"{where}: question and answer must be the same square grid (2..{MAX_SIZE} a side), "
+                               f"got {len(row[1])} and {len(row[2])} characters")
+        if qs and len(row[1]) != len(qs[0]):
+            raise DatasetError(f"{where}: a {side}x{side} maze, line {lines[0]} is "
+                               f"{int(round(len(qs[0]) ** 0.5))}x{int(round(len(qs[0]) ** 0.5))}: one size a file")
+        try:
+            q, a = encode_text(row[1]), encode_text(row[2])
+        except ValueError as e:
+            raise DatasetError(f"{where}: {e}") from None
+        for token, name in ((START, "S"), (GOAL, "G")):
+            k = int((q == token).sum())
+            if k != 1:
+                raise DatasetError(f"{where}: a maze needs exactly one S and one G, the question has "
+                                   f"{k or 'no'} {name}{'s' * (k > 1)}")
+        qs.append(q), ans.append(a), ratings.append(parse_rating(row[3], where)), lines.append(n)
+    qs, ans = np.stack(qs), np.stack(ans)
+    side = int(round(qs.shape[1] ** 0.5))
+    bad = np.flatnonzero(~valid_paths(qs, ans, side))
+    if len(bad):
+        i = bad[0]
+        raise DatasetError(f"{path} line {lines[i]}: {path_problem(qs[i], ans[i], side)}"
+                           + (f" ({len(bad) - 1} more such rows)" if len(bad) > 1 else ""))
+    return qs, ans, np.array(ratings, dtype=np.int32)
 
 
 def write_csv(path, inputs: np.ndarray, labels: np.ndarray, ratings, source: str = "trm") -> None:
@@ -400,9 +423,9 @@ def build_maze(out_dir, *, size: int = 30, wall_density=(0.3, 0.5), min_path: in
 
     CSVs: with `test_csvs` (Maze-Hard ships train.csv and test.csv) the split is the files' own; otherwise the
     mazes of `csvs` are split with the seed (`test` of them held out). `train` > 0 keeps a seeded subsample."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:  # before minutes of generation, not after
-        raise ValueError(f"{out_dir} already exists (pass --overwrite to replace it)")
+    out_dir = check_out_dir(out_dir, overwrite)  # before minutes of generation, not after
+    if test < (0 if test_csvs else 1) or train < 0:
+        raise ValueError(f"--test must be >= 1 and --train >= 0 (got {test} and {train})")
     extra_meta: dict = {}
     if csvs or test_csvs:
         def read(paths):
@@ -422,11 +445,17 @@ def build_maze(out_dir, *, size: int = 30, wall_density=(0.3, 0.5), min_path: in
                 mask = np.array([q.tobytes() not in test_keys for q in pool[0]])
                 extra_meta["dropped_from_train"] = int((~mask).sum())
                 pool = tuple(x[mask] for x in pool)
+                if not len(pool[0]):
+                    raise DatasetError("every maze of the --csv files is also in the --test-csv files: the train "
+                                       "split would be empty (leave out --csv for an evaluation-only set)")
             tr, te = pool or tuple(x[:0] for x in held), held
         else:
             order = rng.permutation(len(pool[0]))
-            n_test = min(test, len(order) - 1)
-            te, tr = (tuple(x[order[:n_test]] for x in pool), tuple(x[order[n_test:]] for x in pool))
+            if test >= len(order):
+                fix = f"give --test {len(order) - 1} or less, or" if len(order) > 1 else "give"
+                raise DatasetError(f"--test {test} leaves no maze for training: the CSVs hold {len(order)} distinct "
+                                   f"mazes ({fix} --test-csv for a given test split, alone for a test-only set)")
+            te, tr = (tuple(x[order[:test]] for x in pool), tuple(x[order[test:]] for x in pool))
         if train and train < len(tr[0]):
             pick = np.sort(rng.choice(len(tr[0]), size=train, replace=False))
             tr = tuple(x[pick] for x in tr)
@@ -440,6 +469,9 @@ def build_maze(out_dir, *, size: int = 30, wall_density=(0.3, 0.5), min_path: in
             _dedup((g["inputs"][train:], g["labels"][train:]))
         seen = {q.tobytes() for q in tr[0]}  # tiny grids repeat: a maze is on one side only
         fresh = np.array([q.tobytes() not in seen for q in te[0]], dtype=bool)
+        if not fresh.any():
+            raise DatasetError(f"all {test} test mazes generated repeat training mazes ({size}x{size} grids with a "
+                               f"path over {min_path} steps are few): ask for fewer --train or a larger --size")
         splits = {"train": {"inputs": tr[0], "labels": tr[1]},
                   "test": {"inputs": te[0][fresh], "labels": te[1][fresh]}}
         source = {"generated": train + test, "duplicates": dup + dup_t + int((~fresh).sum()),

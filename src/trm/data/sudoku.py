@@ -6,7 +6,6 @@ Grids are flat int arrays of size*size, 0 = blank. Tokens: PAD 0, blank 1, digit
 
 from __future__ import annotations
 
-import csv
 import os
 from functools import lru_cache
 from multiprocessing import Pool
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .format import write_dataset
+from .format import DatasetError, check_out_dir, parse_rating, read_csv_rows, write_dataset
 
 BOX = {4: (2, 2), 6: (2, 3), 9: (3, 3)}  # box rows x box cols
 
@@ -45,6 +44,15 @@ _SEPARATORS = set(" \t\r\n|+-")
 
 def parse_puzzle(text: str, size: int | None = None) -> np.ndarray:
     """81 (36, 16) characters with '.' or '0' for blanks, or a grid over several lines with separators."""
+    grid = parse_cells(text, size)
+    problem = conflicts(grid, int(round(len(grid) ** 0.5)))
+    if problem:
+        raise ValueError(f"contradictory givens: {problem}")
+    return grid
+
+
+def parse_cells(text: str, size: int | None = None) -> np.ndarray:
+    """`parse_puzzle` without the rule check: the cells as written (an answer is checked by `answer_problem`)."""
     digits, positions = [], []
     for i, ch in enumerate(text):
         if ch in _SEPARATORS:
@@ -68,9 +76,6 @@ def parse_puzzle(text: str, size: int | None = None) -> np.ndarray:
     if grid.max(initial=0) > size:
         bad = int(np.argmax(grid > size))
         raise ValueError(f"digit {grid[bad]} at cell {bad + 1} is out of range for a {size}x{size} Sudoku")
-    problem = conflicts(grid, size)
-    if problem:
-        raise ValueError(f"contradictory givens: {problem}")
     return grid
 
 
@@ -97,6 +102,26 @@ def is_solution(grid, size: int) -> bool:
 def keeps_givens(puzzle, solution) -> bool:
     p, s = np.asarray(puzzle).reshape(-1), np.asarray(solution).reshape(-1)
     return bool(np.all((p == 0) | (p == s)))
+
+
+def _cell(i: int, size: int) -> str:
+    return f"r{i // size + 1}c{i % size + 1}"
+
+
+def answer_problem(puzzle, answer, size: int) -> str | None:
+    """Why `answer` is not a solution of `puzzle` under Sudoku's rules, in words, or None when it is one."""
+    p, a = np.asarray(puzzle).reshape(-1), np.asarray(answer).reshape(-1)
+    if len(a) != len(p):
+        return f"the answer has {len(a)} cells, the question {len(p)}"
+    blanks = np.flatnonzero(a == 0)
+    if len(blanks):
+        return f"the answer leaves {len(blanks)} cell{'s' * (len(blanks) > 1)} blank ({_cell(blanks[0], size)} first)"
+    changed = np.flatnonzero((p != 0) & (p != a))
+    if len(changed):
+        i = changed[0]
+        return f"the answer changes given cell {_cell(i, size)} ({p[i]} -> {a[i]})"
+    problem = conflicts(a, size)
+    return f"the answer is not a solved grid: {problem}" if problem else None
 
 
 def encode(grid) -> np.ndarray:
@@ -265,38 +290,60 @@ def augment(inputs: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Ge
 
 
 # --- reading sources ------------------------------------------------------------------------------------
-def read_puzzle_list(path) -> list[str]:
-    """One 81-character puzzle a line; '#' comments and blank lines skipped."""
+def read_puzzle_list(path, size: int | None = None) -> list[str]:
+    """One puzzle a line (81, 36 or 16 characters: digits, '.' or '0' for blanks); '#' comments and blank lines
+    skipped. With `size`, every puzzle must have size*size cells and digits 1..size."""
     out = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            p = line.split()[0]
-            if len(p) not in (16, 36, 81):
-                raise ValueError(f"{path}:{n}: expected a puzzle of 81 characters, got {len(p)}")
-            out.append(p)
+    allowed = set(".0123456789"[:size + 2] if size else ".0123456789")
+    lengths = (size * size,) if size else (16, 36, 81)
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                p = line.split()[0]
+                if len(p) not in lengths:
+                    raise DatasetError(f"{path} line {n}: expected a puzzle of {' or '.join(map(str, lengths))} "
+                                       f"characters{f' (a {size}x{size} Sudoku)' if size else ''}, got {len(p)}")
+                bad = set(p) - allowed
+                if bad:
+                    raise DatasetError(f"{path} line {n}: unexpected character {min(bad)!r} "
+                                       f"(allowed: digits 1-{size or 9}, '.' or '0' for a blank)")
+                out.append(p)
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from None
     return out
 
 
+def _read_csv_lines(path):
+    """`read_csv`, and the line of each puzzle."""
+    qs, ans, ratings, sources, lines = [], [], [], [], []
+    size = None
+    for n, row in read_csv_rows(path):
+        where = f"{path} line {n}"
+        try:
+            q = parse_puzzle(row[1], size)
+        except ValueError as e:
+            raise DatasetError(f"{where}: the question: {e}") from None
+        size = size or int(round(len(q) ** 0.5))  # the first puzzle sets the size of the file
+        try:
+            a = parse_cells(row[2], size)
+        except ValueError as e:
+            raise DatasetError(f"{where}: the answer: {e}") from None
+        problem = answer_problem(q, a, size)
+        if problem:
+            raise DatasetError(f"{where}: {problem}")
+        qs.append(q), ans.append(a), ratings.append(parse_rating(row[3], where)), sources.append(row[0])
+        lines.append(n)
+    return np.array(qs, dtype=np.int8), np.array(ans, dtype=np.int8), np.array(ratings, dtype=np.int32), sources, lines
+
+
 def read_csv(path):
-    """Sudoku-Extreme CSV `source,question,answer,rating`: (questions, answers, ratings, sources)."""
-    qs, ans, ratings, sources = [], [], [], []
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
-            raise ValueError(f"{path}: expected the header source,question,answer,rating")
-        for n, row in enumerate(reader, 2):
-            if len(row) < 4:
-                raise ValueError(f"{path}:{n}: expected 4 fields")
-            try:
-                q, a = parse_puzzle(row[1]), parse_puzzle(row[2])
-            except ValueError as e:
-                raise ValueError(f"{path}:{n}: {e}") from None
-            qs.append(q), ans.append(a), ratings.append(int(float(row[3]))), sources.append(row[0])
-    return np.array(qs, dtype=np.int8), np.array(ans, dtype=np.int8), np.array(ratings, dtype=np.int32), sources
+    """Sudoku-Extreme CSV `source,question,answer,rating`: (questions, answers, ratings, sources). Every answer
+    must solve its question (keep its givens, fill every cell, break no rule); a row that does not, or any
+    malformed row, is refused with its file and line."""
+    return _read_csv_lines(path)[:4]
 
 
 def sudoku_pools(data_root) -> dict[str, list[Path]]:
@@ -346,32 +393,40 @@ def build_sudoku(out_dir, *, size=9, lists=(), csvs=(), generate=0, train=None, 
     1000-puzzle subsample of a 100k pool costs 11k solves, not 100k. A puzzle without a unique solution is
     skipped and the next one in the seeded order takes its place, so the splits keep their requested sizes."""
     _check_size(size)
+    check_out_dir(out_dir, overwrite)  # before the solving, not after
+    if test is None and not 0 < test_fraction < 1:
+        raise ValueError(f"--test-fraction must lie between 0 and 1, not {test_fraction}")
     n_cells = size * size
     keys, texts, questions, answers, ratings, origin, sources = [], [], [], [], [], [], []
-    seen, duplicates = set(), 0
+    seen, duplicates = {}, 0
 
-    def add(key: bytes, text, q, a, r, src):
+    def add(key: bytes, text, q, a, r, src, where="a generated puzzle"):
         nonlocal duplicates
         if key in seen:
+            first = seen[key]
+            if a is not None and answers[first] is not None and not np.array_equal(a, answers[first]):
+                raise DatasetError(f"{where}: the question of a puzzle of {sources[origin[first]].get('file')} "
+                                   f"with another answer: a puzzle with two solutions has no one label")
             duplicates += 1
             return
-        seen.add(key)
+        seen[key] = len(keys)
         keys.append(key), texts.append(text), questions.append(q), answers.append(a), ratings.append(r)
         origin.append(src)
 
     for path in lists:
-        lines = read_puzzle_list(path)
-        for t in lines:  # the key treats '.' and '0' alike; parsing waits until the puzzle is picked
-            add(t.replace(".", "0").encode(), t, None, None, None, len(sources))
+        lines = read_puzzle_list(path, size)
         sources.append({"file": str(path), "puzzles": len(lines)})
+        for t in lines:  # the key treats '.' and '0' alike; parsing waits until the puzzle is picked
+            add(t.replace(".", "0").encode(), t, None, None, None, len(sources) - 1)
     for path in csvs:
-        q, a, r, _ = read_csv(path)
+        q, a, r, _, lines = _read_csv_lines(path)
         if q.shape[1] != n_cells:
             side = int(np.sqrt(q.shape[1]))
-            raise ValueError(f"{path} holds {side}x{side} puzzles, not {size}x{size}")
-        for i in range(len(q)):
-            add((q[i] + 48).astype(np.uint8).tobytes(), None, q[i], a[i], int(r[i]), len(sources))
+            raise DatasetError(f"{path} holds {side}x{side} puzzles, not {size}x{size} (--size {side} reads it)")
         sources.append({"file": str(path), "puzzles": len(q)})
+        for i in range(len(q)):
+            add((q[i] + 48).astype(np.uint8).tobytes(), None, q[i], a[i], int(r[i]), len(sources) - 1,
+                f"{path} line {lines[i]}")
     if generate:
         seeds = np.random.default_rng([seed, 1]).integers(0, 2**63 - 1, generate)
         results = _map(_generate_one, [(size, int(s)) for s in seeds], workers, progress, f"generating {size}x{size}")
@@ -379,11 +434,14 @@ def build_sudoku(out_dir, *, size=9, lists=(), csvs=(), generate=0, train=None, 
             add((q + 48).astype(np.uint8).tobytes(), None, q, a, r, len(sources))
         sources.append({"generated": generate, "size": size, "minimal": True})
     n = len(keys)
-    if n < 2:
-        raise ValueError(f"only {n} usable puzzles: need at least 2 to split into train and test")
     n_test = test if test is not None else max(1, int(round(test_fraction * n)))
-    if not 0 < n_test < n:
-        raise ValueError(f"--test {n_test} must leave puzzles for training (have {n})")
+    room = n if train == 0 else n - 1  # an evaluation-only set (--train 0) may put every puzzle in the test split
+    if not n:
+        raise ValueError("no puzzles: the sources given are empty")
+    if not 1 <= n_test <= room:
+        asked = f"--test {n_test}" if test is not None else f"--test-fraction {test_fraction} ({n_test} puzzles)"
+        keep = "" if train == 0 else " (one at least stays for training; --train 0 makes an evaluation-only set)"
+        raise ValueError(f"{asked} does not fit the {n} distinct puzzles given: the test split takes 1 to {room}{keep}")
     if train is not None and not 0 <= train <= n - n_test:
         raise ValueError(f"--train {train} must be between 0 and the {n - n_test} puzzles left after the test split")
     rejected = 0

@@ -3,11 +3,14 @@ stays usable, as checkpoint.old, until the new one is complete and on disk."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from trm.atomic import atomic_dir, atomic_file, atomic_write_json
+from trm import atomic
+from trm.atomic import OverwriteRefused, atomic_dir, atomic_file, atomic_write_json, check_replaceable
 from trm.checkpoint import CKPT_DIR, load_config, resolve_checkpoint, save_checkpoint
 
 
@@ -15,10 +18,15 @@ def _siblings(path):
     return sorted(p.name for p in path.parent.iterdir())
 
 
+def _meta(folder):
+    (folder / "meta.json").write_text('{"splits": {}}')  # what marks a dataset (atomic.KINDS)
+
+
 def test_atomic_dir_swaps_in_on_success_and_leaves_the_old_on_failure(tmp_path):
     out = tmp_path / "ds"
     with atomic_dir(out) as tmp:
         (tmp / "a.txt").write_text("one")
+        _meta(tmp)
         assert not out.exists()  # nothing visible until the block is done
     assert (out / "a.txt").read_text() == "one" and _siblings(out) == ["ds"]
     with pytest.raises(RuntimeError):
@@ -26,7 +34,7 @@ def test_atomic_dir_swaps_in_on_success_and_leaves_the_old_on_failure(tmp_path):
             (tmp / "a.txt").write_text("two")
             raise RuntimeError("killed halfway")
     assert (out / "a.txt").read_text() == "one" and _siblings(out) == ["ds"]  # the temp dir is gone too
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="dataset") as tmp:
         (tmp / "b.txt").write_text("three")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"] and _siblings(out) == ["ds"]
 
@@ -81,3 +89,76 @@ def test_checkpoint_files_are_fsynced_before_the_rename(tmp_path, monkeypatch):
     events.clear()
     _save(tmp_path / "run", 2)
     assert events == ["fsync"] * 3 + ["rename", "rename"]  # the old one aside, the new one in
+
+
+# --- what --overwrite may replace ---------------------------------------------------------------------------
+def test_atomic_dir_replaces_only_what_trm_wrote(tmp_path, monkeypatch):
+    mine = tmp_path / "mine"  # a user's own folder
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("keep")
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.json").write_text("{}")
+    for target, kind, words in [(mine, None, "not a folder trm wrote"), (plain, None, "is a file"),
+                                (report, "dataset", "not a trm dataset")]:
+        with pytest.raises(OverwriteRefused, match=words):
+            with atomic_dir(target, kind=kind) as tmp:
+                (tmp / "meta.json").write_text('{"splits": {}}')
+    assert (mine / "notes.txt").read_text() == "keep" and plain.read_text() == "keep"
+    assert (report / "report.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "plain.txt", "report"]  # no .old, no .tmp
+    ds = tmp_path / "ds"  # a dataset, then an empty folder: replaced
+    ds.mkdir()
+    _meta(ds)
+    (tmp_path / "empty").mkdir()
+    for target in (ds, tmp_path / "empty"):
+        with atomic_dir(target, kind="dataset") as tmp:
+            (tmp / "new").write_text("")
+        assert (target / "new").is_file()
+    monkeypatch.chdir(ds)  # never the current folder, nor one above it, even when it is a dataset
+    for target in (".", ds, tmp_path):
+        with pytest.raises(OverwriteRefused, match="current folder"):
+            check_replaceable(target)
+    link = tmp_path / "link"
+    link.symlink_to(ds)
+    with pytest.raises(OverwriteRefused, match="symbolic link"):
+        check_replaceable(link)
+
+
+def test_cli_data_overwrite_keeps_a_users_folder(cli, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    code, _, err = cli("data", "sudoku", "--size", "4", "--generate", "12", "--test", "2", "--out", mine,
+                       "--overwrite", "--quiet")
+    assert code == 2 and "refusing to replace" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and [p.name for p in tmp_path.iterdir()] == ["mine"]
+
+
+# --- temporaries of killed writers ---------------------------------------------------------------------------
+def _dead_pid():
+    p = subprocess.Popen([sys.executable, "-c", ""])
+    p.wait()
+    return p.pid
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    host, dead = atomic._HOST, _dead_pid()
+    stale = [tmp_path / f".ds.{host}-{dead}-0123abcd.tmp", tmp_path / f".ds.{host}-{dead}-4567abcd.old",
+             tmp_path / f".r.json.{host}-{dead}-89abcdef.tmp.json"]
+    kept = [tmp_path / f".ds.{host}-{os.getpid()}-0123abcd.tmp",  # a live writer (this one)
+            tmp_path / f".ds.otherhost-{dead}-0123abcd.tmp",  # another host's: its pid means nothing here
+            tmp_path / f".ds2.{host}-{dead}-0123abcd.tmp"]  # another target's
+    for p in stale + kept:
+        if "json" in p.name:
+            p.write_text("torn")
+        else:
+            p.mkdir()
+            (p / "big.npy").write_bytes(b"0" * 100)
+    with atomic_dir(tmp_path / "ds") as tmp:
+        assert tmp.name.startswith(f".ds.{host}-{os.getpid()}-")  # the writer's pid is in its temporary's name
+        _meta(tmp)
+    atomic_write_json(tmp_path / "r.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ds", "r.json"] + [p.name for p in kept])

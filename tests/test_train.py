@@ -1,15 +1,23 @@
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import TINY
+from trm import train as train_mod
 from trm.carry import ExampleStream
 from trm.checkpoint import CheckpointError, load_model, resolve_checkpoint
 from trm.model import ModelConfig
 from trm.optim import SignSGDEmbedding, lr_at
 from trm.model.trm import PuzzleEmbedding
-from trm.train import StepStats, Trainer, TrainConfig
+from trm.runtime import init_distributed as real_init
+from trm.train import Diverged, RunStopped, StepStats, Trainer, TrainConfig
 
 MODEL = dict(d=32, heads=4, mixer="mlp", pos="none", n=2, T=2, N_sup=3, puzzle_emb_len=1, puzzle_emb_dim=32)
 
@@ -166,3 +174,180 @@ def test_time_budget_stops_cleanly_with_a_checkpoint_and_a_final_eval(sort_data,
     assert 0 < t.step < 10**6 and result["step"] == t.step
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["step"] == t.step
     assert load_model(tmp_path / "run")[1]["step"] == t.step
+
+
+# --- one run per folder, one writer per run ------------------------------------------------------------------
+def test_a_new_run_refuses_a_folder_that_is_not_a_run(sort_data, tmp_path, cli):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"mine": 1}')
+    with pytest.raises(CheckpointError, match="not a trm run"):
+        trainer(sort_data, mine)
+    code, _, err = cli("train", "--preset", "sudoku4-cpu", "--data", sort_data, "--out", mine, "--steps", "1",
+                       *TINY)
+    assert code == 2 and "not a trm run" in err and len(err.strip().splitlines()) == 1
+    assert (mine / "config.json").read_text() == '{"mine": 1}' and [p.name for p in mine.iterdir()] == ["config.json"]
+    with pytest.raises(CheckpointError, match="is a file"):
+        trainer(sort_data, mine / "config.json")
+    trainer(sort_data, tmp_path / "run", steps=1).fit()
+    with pytest.raises(CheckpointError, match="checkpoint folder"):
+        trainer(sort_data, tmp_path / "run" / "checkpoint")
+
+
+def test_a_run_has_one_writer(sort_data, tmp_path):
+    run = tmp_path / "run"
+    first = trainer(sort_data, run, steps=2)
+    with pytest.raises(ValueError, match=rf"run {run} is in use .*pid {os.getpid()}"):
+        trainer(sort_data, run, steps=2)
+    first.fit()  # releases the run when it ends
+    again = trainer(sort_data, run, resume=run, steps=4)  # a resume takes the lock too
+    with pytest.raises(ValueError, match="in use"):
+        trainer(sort_data, run, resume=run, steps=4)
+    again.close()
+    trainer(sort_data, run, resume=run, steps=4).fit()
+
+
+# --- resume: the run folder, the runtime flags, a torn metrics line ------------------------------------------
+def test_resume_from_the_checkpoint_folder_continues_the_run(sort_data, tmp_path):
+    run = tmp_path / "run"
+    trainer(sort_data, run, steps=5).fit()
+    t = trainer(sort_data, run, resume=run / "checkpoint", steps=7)
+    assert t.run_dir == run and t.step == 5
+    t.fit()
+    assert not (run / "checkpoint" / "checkpoint").exists() and load_model(run)[1]["step"] == 7
+
+
+def test_resume_honours_the_threads_and_device_given_now(sort_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    trainer(sort_data, run, steps=2).fit()
+    asked = []
+    monkeypatch.setattr(train_mod, "init_distributed", lambda device: asked.append(device) or real_init(device))
+    torch.set_num_threads(2)
+    try:
+        Trainer(ModelConfig(), TrainConfig(), resume=str(run), overrides={"threads": 1, "device": "cpu"},
+                progress=False).close()
+        assert torch.get_num_threads() == 1 and asked == ["cpu"]
+    finally:
+        torch.set_num_threads(1)  # as conftest sets it
+
+
+def test_resume_drops_a_torn_last_metrics_line(sort_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    trainer(sort_data, run, steps=4).fit()
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "loss": 0.12')  # killed halfway through a record
+    trainer(sort_data, run, resume=run, steps=6).fit()
+    assert "torn last line" in capsys.readouterr().err
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 6
+
+
+# --- NaN and signals ---------------------------------------------------------------------------------------
+def _at_step(monkeypatch, step, action):
+    """Run `action(trainer)` right after training step `step` (before its checks, logs and checkpoint)."""
+    real = Trainer.train_step
+
+    def train_step(self):
+        r = real(self)
+        if self.step == step:
+            action(self)
+        return r
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+
+
+def _poison(t):
+    with torch.no_grad():
+        next(t.model.parameters()).fill_(float("nan"))
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(sort_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _at_step(monkeypatch, 6, _poison)  # the loss of step 7 is NaN
+    with pytest.raises(Diverged, match="loss is NaN at step 7") as e:
+        trainer(sort_data, run).fit()
+    assert e.value.code != 0 and "step 5" in str(e.value)
+    model, cfg = load_model(run)
+    assert cfg["step"] == 5 and all(v.isfinite().all() for v in model.state_dict().values())
+    assert not (run / "eval.json").exists()
+
+
+def test_weights_that_are_not_finite_are_never_checkpointed(sort_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _at_step(monkeypatch, 5, _poison)  # the update of step 5 itself went wrong: its checkpoint would hold NaN
+    with pytest.raises(Diverged, match="not finite after step 5"):
+        trainer(sort_data, run).fit()
+    with pytest.raises(CheckpointError):
+        resolve_checkpoint(run)
+
+
+def test_sigterm_saves_and_exits_with_its_code(sort_data, tmp_path, monkeypatch, cli):
+    run = tmp_path / "run"
+    _at_step(monkeypatch, 1, lambda t: os.kill(os.getpid(), signal.SIGTERM))
+    code, _, err = cli("train", "--preset", "sudoku4-cpu", "--data", sort_data, "--out", run, "--steps", "50",
+                       *TINY)
+    assert code == 128 + signal.SIGTERM and len(err.strip().splitlines()) == 1
+    assert f"stopped by SIGTERM at step 1; checkpoint saved, resume with trm train --resume {run}" in err
+    assert load_model(run)[1]["step"] == 1 and not (run / "eval.json").exists()
+
+
+def test_ctrl_c_stops_cleanly_and_the_handlers_are_put_back(sort_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    before = signal.getsignal(signal.SIGINT)
+    _at_step(monkeypatch, 3, lambda t: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(RunStopped, match="stopped by SIGINT at step 3") as e:
+        trainer(sort_data, run).fit()
+    assert e.value.code == 130 and load_model(run)[1]["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is before
+    trainer(sort_data, run, resume=run, steps=5).fit()  # and it resumes
+
+
+# --- a kill during a checkpoint write ------------------------------------------------------------------------
+KILLED = """
+import os, signal, sys
+import torch
+from trm import atomic, checkpoint
+from trm.model import ModelConfig
+from trm.train import Trainer, TrainConfig
+model, cfg, where = {model!r}, {cfg!r}, {where!r}
+torch.set_num_threads(1)
+real_save, real_replace = torch.save, os.replace
+
+def save(obj, f, *a, **k):  # the step-10 checkpoint dies with half its train_state.pt written
+    real_save(obj, f, *a, **k)
+    if obj["step"] == 10 and where == "write":
+        os.truncate(f, os.path.getsize(f) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def replace(src, dst):  # ... or right after the step-5 checkpoint moved aside, before the new one moved in
+    real_replace(src, dst)
+    if str(dst).endswith("checkpoint.old") and where == "swap":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoint.torch.save, atomic.os.replace = save, replace
+Trainer(ModelConfig(**model), TrainConfig(**cfg), progress=False).fit()
+"""
+
+
+@pytest.mark.parametrize("where", ["write", "swap"])
+def test_sigkill_during_a_checkpoint_write_resumes_to_the_same_weights(sort_data, tmp_path, where):
+    cfg = dict(data=str(sort_data), out=str(tmp_path / "killed"), batch_size=16, steps=12, lr=1e-3, warmup_steps=3,
+               optimizer="adamw", weight_decay=0.1, loss="softmax", ema=0.9, eval_every=0, checkpoint_every=5,
+               log_every=2, dtype="fp32", puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(train_mod.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", KILLED.format(model=MODEL, cfg=cfg, where=where)], env=env,
+                       capture_output=True, text=True, timeout=1200)  # a loaded machine: minutes
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    killed = tmp_path / "killed"
+    assert any(p.name.endswith(".tmp") for p in killed.iterdir())  # the killed writer's temporary
+    resumed = trainer(sort_data, killed, resume=killed, steps=12)
+    assert resumed.step == 5
+    resumed.fit()
+    full = trainer(sort_data, tmp_path / "full", steps=12)
+    full.fit()
+    for a, b in [(state(full), state(resumed)),
+                 (load_model(tmp_path / "full")[0].state_dict(), load_model(killed)[0].state_dict())]:
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    assert sorted(p.name for p in killed.iterdir()) == ["checkpoint", "config.json", "eval.json", "metrics.jsonl",
+                                                        "train.lock"]  # the stale temporary is gone

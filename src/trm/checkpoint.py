@@ -3,6 +3,7 @@
     RUN_DIR/checkpoint/model.safetensors   weights to evaluate (the EMA when EMA is on), with buffers
     RUN_DIR/checkpoint/config.json         model + training config, dataset meta, step
     RUN_DIR/checkpoint/train_state.pt      raw weights, optimizer, EMA, step, data position, RNG, ACT carry
+    RUN_DIR/train.lock                     held (flock) by the one process training the run
 
 A new checkpoint is written to a temporary directory and renamed over the old one, so a kill at any moment
 leaves a complete checkpoint (in the worst case the previous one, kept as checkpoint.old until the swap).
@@ -23,6 +24,7 @@ from .model import TRM, ModelConfig
 from .model.layers import legacy_keys
 
 CKPT_DIR = "checkpoint"
+LOCK = "train.lock"
 
 
 class CheckpointError(ValueError):
@@ -34,7 +36,7 @@ def save_checkpoint(run_dir: str | os.PathLike, weights: dict[str, torch.Tensor]
     final = Path(run_dir) / CKPT_DIR
     # the previous checkpoint waits as checkpoint.old (where resolve_checkpoint looks) until the new one is in;
     # fsync: the files' contents are on disk before the renames make them visible
-    with atomic_dir(final, aside=f"{CKPT_DIR}.old", fsync=True) as tmp:
+    with atomic_dir(final, aside=f"{CKPT_DIR}.old", fsync=True, kind="checkpoint") as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if train_state is not None:
@@ -53,6 +55,47 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}: the path does not exist")
     raise CheckpointError(f"no checkpoint in {path} (expected {path / CKPT_DIR}/model.safetensors)")
+
+
+def run_dir_of(path: str | os.PathLike) -> Path:
+    """The run folder of a run or of its checkpoint folder (`RUN/checkpoint`, `RUN/checkpoint.old`): where a
+    resumed run goes on writing. A checkpoint folder by another name has no run to resume."""
+    path = Path(path)
+    ckpt = resolve_checkpoint(path)
+    if ckpt != path:
+        return path
+    if path.name in (CKPT_DIR, f"{CKPT_DIR}.old"):
+        return path.parent
+    raise CheckpointError(f"{path} is a checkpoint folder, not a run: resume the run folder that holds "
+                          f"{CKPT_DIR}/ (a copied checkpoint has no run to continue)")
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a folder `trm train` wrote: its config.json record, its lock, or a checkpoint."""
+    if (path / LOCK).is_file() or (path / CKPT_DIR).is_dir() or (path / f"{CKPT_DIR}.old").is_dir():
+        return True
+    try:
+        return "train" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def check_new_run_dir(out: str | os.PathLike) -> None:
+    """Refuse to start a new run in `out` unless it is absent, empty, or a run killed before its first
+    checkpoint (started again from step 0): never a file, a folder of the user's or a run to resume."""
+    out = Path(out)
+    if not os.path.lexists(out):
+        return
+    if not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file: give a new or empty folder")
+    if (out / "model.safetensors").exists():
+        raise CheckpointError(f"--out {out} is a checkpoint folder: give a new or empty folder")
+    if (out / CKPT_DIR).is_dir() or (out / f"{CKPT_DIR}.old").is_dir():
+        raise CheckpointError(f"{out} already holds a run: resume it with --resume {out} or pick another --out")
+    if any(out.iterdir()) and not is_run_dir(out):
+        shown = sorted(p.name for p in out.iterdir())
+        raise CheckpointError(f"--out {out} is a folder that is not a trm run (it holds {', '.join(shown[:3])}"
+                              f"{', ...' if len(shown) > 3 else ''}): give a new or empty folder")
 
 
 def load_config(ckpt: Path) -> dict:

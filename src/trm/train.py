@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
+import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, astuple, dataclass
@@ -24,9 +27,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
+from .atomic import atomic_write_bytes, atomic_write_json, hold_lock
 from .carry import ActCarry
 from .data import augmenter, validator
-from .data.format import Dataset, atomic_write_bytes, atomic_write_json, load_dataset
+from .data.format import Dataset, load_dataset
 from .evaluate import evaluate, summary_line
 from .losses import LOSSES, LossParts, act_loss, q_continue_target
 from .model import TRM, Carry, ModelConfig
@@ -107,6 +111,18 @@ def parse_depth_curriculum(text: str, model_cfg: ModelConfig) -> list[tuple[floa
     return stages
 
 
+class RunStopped(Exception):
+    """fit ended before its schedule did (one-line message); `code` is the exit status the CLI gives."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+class Diverged(RunStopped):
+    """The loss or the weights became NaN/Inf: the run stopped without saving them."""
+
+
 @dataclass
 class StepStats:
     """What training steps measured, summed over slots (over steps and processes too, between two log lines):
@@ -156,28 +172,53 @@ class StepStats:
 class Trainer:
     # settings a resumed run may change without changing its maths
     RESUMABLE = ("time_budget", "budget_clock", "device", "threads", "steps", "eval_every", "eval_minutes",
-                 "eval_limit", "checkpoint_every", "checkpoint_minutes", "log_every", "tensorboard")
+                 "eval_limit", "eval_batch_size", "checkpoint_every", "checkpoint_minutes", "log_every",
+                 "tensorboard")
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, *, preset: str = "", resume: str = "",
                  overrides: dict | None = None, progress: bool = True):
-        self.cfg, self.preset, self.progress = cfg, preset, progress
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.rank, self.world, self.device = init_distributed(cfg.device)
-        self.main = self.rank == 0
+        self._lock = None  # the open train.lock of the main process, while it trains the run
+        try:
+            self._setup(model_cfg, cfg, preset=preset, resume=resume, overrides=overrides, progress=progress)
+        except BaseException:
+            self.close()
+            raise
 
-        self.run_dir = Path(resume or cfg.out)
-        resume_state = None
-        if resume:
-            ck = ckpt_io.resolve_checkpoint(resume)
-            saved = ckpt_io.load_config(ck)
+    def close(self) -> None:
+        """Let another process train this run (fit does this when it ends, however it ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _hold_run(self) -> None:
+        """One writer per run folder: two processes would interleave their metrics and checkpoints."""
+        if self.main and self._lock is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = hold_lock(self.run_dir / ckpt_io.LOCK, f"run {self.run_dir}")
+
+    def _setup(self, model_cfg: ModelConfig, cfg: TrainConfig, *, preset: str, resume: str,
+               overrides: dict | None, progress: bool) -> None:
+        self.cfg, self.preset, self.progress = cfg, preset, progress
+        if resume:  # the run's own config, with the runtime flags given now (threads, device, ...) on top
+            self.run_dir = ckpt_io.run_dir_of(resume)
+            saved = ckpt_io.load_config(ckpt_io.resolve_checkpoint(self.run_dir))
             model_cfg = ModelConfig(**saved["model"])
             bad = sorted(set(overrides or {}) - set(self.RESUMABLE))
             if bad:
                 raise ValueError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(self.RESUMABLE)})")
             self.cfg = cfg = TrainConfig(**{**saved["train"], **(overrides or {})})
             self.preset = saved.get("preset", preset)
-            resume_state = ckpt_io.load_train_state(ck)
+        else:
+            self.run_dir = Path(cfg.out)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.rank, self.world, self.device = init_distributed(cfg.device)
+        self.main = self.rank == 0
+        if self.main and not resume:
+            ckpt_io.check_new_run_dir(self.run_dir)
+        self._hold_run()
+        # read under the lock: the checkpoint a running writer may be replacing
+        resume_state = ckpt_io.load_train_state(ckpt_io.resolve_checkpoint(self.run_dir)) if resume else None
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.data: Dataset = load_dataset(cfg.data)
         self.train_split, self.test_split = self.data["train"], self.data["test"]
@@ -391,6 +432,12 @@ class Trainer:
         self.train_seconds = float(st.get("train_seconds", 0.0))
 
     def save(self, elapsed: float) -> None:
+        # a checkpoint is written only of finite weights: the loss is checked every step, but the update of a
+        # checkpoint's own step has not met a loss yet (the weights are the same on every process)
+        tensors = {(t.data_ptr(), t.numel()): t for m in (self.model, self.ema_model) if m is not None
+                   for t in m.state_dict().values() if t.is_floating_point()}  # the shared table once
+        if not bool(torch.stack([t.isfinite().all() for t in tensors.values()]).all()):
+            raise Diverged(f"the weights are not finite after step {self.step}: {self._kept()}")
         state = self._state(elapsed)  # collective: every process takes part
         if self.main:
             weights = self.eval_model().state_dict()
@@ -398,23 +445,32 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------------------------
     def fit(self) -> dict | None:
+        """Train to the end of the schedule (or the time budget), checkpoint and evaluate: the final figures
+        (on the main process). Raises RunStopped after a signal (checkpoint saved) or Diverged at a
+        non-finite loss (nothing saved)."""
+        try:
+            return self._fit()
+        finally:
+            self.close()  # the run folder is free again, however fit ended
+
+    def _fit(self) -> dict | None:
         cfg = self.cfg
         if cfg.budget_clock not in ("wall", "train"):
             raise ValueError(f"budget_clock must be wall or train, not '{cfg.budget_clock}'")
         start = time.monotonic()
         self._train_seconds_at_start = self.train_seconds
         metrics_path = self.run_dir / "metrics.jsonl"
+        self._hold_run()  # held since __init__, unless fit runs again
         if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             self._trim_metrics(metrics_path)
             record = {**self.config_dict(), "git_commit": git_commit(),
                       "environment": {**environment(self.device), "dtype": self.dtype},
                       "command": sys.argv}
             atomic_write_json(self.run_dir / "config.json", record)
         tb = self._tensorboard()
-        # SIGTERM (a scheduler's kill) stops like the time budget: checkpoint, then exit
-        stop = {"flag": False}
-        prev = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True)) if self.main else None
+        # SIGTERM (a scheduler's kill) and Ctrl-C stop at the end of the step: checkpoint, then RunStopped
+        stop = {"signal": 0}
+        prev = self._catch_signals(stop)
         bar = tqdm(total=self.horizon, initial=self.step, disable=not (self.main and self.progress),
                    dynamic_ncols=True, unit="step")
         acc = StepStats()
@@ -422,6 +478,7 @@ class Trainer:
         samples_since = 0
         fit_at = self.step + 20 if cfg.time_budget else -1  # measure 10 steps after 10 of warm-up
         next_eval_min = (self.train_seconds / 60 // cfg.eval_minutes + 1) * cfg.eval_minutes if cfg.eval_minutes else 0
+        sig = 0
         try:
             while self.step < self.horizon:
                 if self.step == fit_at - 10:
@@ -434,6 +491,14 @@ class Trainer:
                 acc += r["stats"]
                 samples_since += cfg.batch_size
                 bar.update(1)
+                # one all-reduce, and no sync of its own: the step's stats are already on the CPU
+                timed_out = cfg.time_budget and self._budget_used(start) > cfg.time_budget * 60
+                sig, timed_out, nonfinite = self._all_reduce(torch.tensor(
+                    [float(stop["signal"]), float(bool(timed_out)), float(not math.isfinite(r["stats"].loss))]),
+                    op=dist.ReduceOp.MAX).tolist()
+                if nonfinite:  # these weights are lost; the last checkpoint holds the last finite ones
+                    raise Diverged(f"loss is {'NaN' if math.isnan(r['stats'].loss) else 'infinite'} at step "
+                                   f"{self.step}: {self._kept()}")
                 if self.step % cfg.log_every == 0 or self.step == self.horizon:
                     acc = StepStats.from_tensor(self._all_reduce(acc.as_tensor()))
                     now = time.monotonic()
@@ -453,10 +518,9 @@ class Trainer:
                         due, next_eval_min = True, (mins // cfg.eval_minutes + 1) * cfg.eval_minutes
                 if due and self.step < self.horizon:
                     self._periodic_eval(metrics_path, tb)
-                timed_out = cfg.time_budget and self._budget_used(start) > cfg.time_budget * 60
-                flag = self._all_reduce(torch.tensor([float(stop["flag"] or bool(timed_out))]))
-                if flag.item() > 0:
-                    bar.write(f"stopping at step {self.step}: {'time budget reached' if timed_out else 'SIGTERM'}")
+                if sig or timed_out:
+                    if not sig:
+                        bar.write(f"stopping at step {self.step}: time budget reached")
                     break
                 if (self.step % cfg.checkpoint_every == 0
                         or time.monotonic() - last_ckpt_time > cfg.checkpoint_minutes * 60):
@@ -464,16 +528,47 @@ class Trainer:
                     last_ckpt_time = time.monotonic()
         finally:
             bar.close()
-            if prev is not None:
-                signal.signal(signal.SIGTERM, prev)
+            for s, handler in prev.items():
+                signal.signal(s, handler)
         self.save(self.elapsed_before + time.monotonic() - start)
+        if sig:  # no final evaluation: a scheduler's grace period is short
+            self._leave_group()
+            raise RunStopped(f"stopped by {signal.Signals(int(sig)).name} at step {self.step}; checkpoint saved, "
+                             f"resume with trm train --resume {self.run_dir}", code=128 + int(sig))
         result = self.final_eval(metrics_path, tb)
         if tb is not None:
             tb.close()
+        self._leave_group()
+        return result
+
+    def _leave_group(self) -> None:
         if self.world > 1:  # leave the group on every rank; the process then ends through runtime.exit_worker
             dist.barrier()
             dist.destroy_process_group()
-        return result
+
+    @staticmethod
+    def _catch_signals(stop: dict) -> dict:
+        """SIGTERM and SIGINT set stop["signal"]; a second Ctrl-C interrupts at once. Returns the handlers to
+        put back. Every process catches them: torchrun hands a signal to all of its workers."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}  # only the main thread may set handlers
+
+        def handler(signum, _frame):
+            stop["signal"] = signum
+            if signum == signal.SIGINT:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                os.write(2, b"\ntrm: stopping after this step (Ctrl-C again to quit at once, unsaved)\n")
+        return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def _kept(self) -> str:
+        """What a stop without saving leaves: the last checkpoint, if any."""
+        try:
+            ckpt = ckpt_io.resolve_checkpoint(self.run_dir)
+            step = ckpt_io.load_config(ckpt).get("step", "?")
+        except ckpt_io.CheckpointError:
+            return "stopped before any checkpoint (try a lower --lr or a longer --warmup_steps)"
+        return (f"stopped; the last checkpoint ({ckpt}, step {step}) is kept (try a lower --lr or a longer "
+                f"--warmup_steps in a new run)")
 
     def _fit_horizon(self, bar, start: float, s_per_step: float) -> None:
         """Under a time budget, end the lr schedule (warm-up, cosine) at the step the budget reaches, so a
@@ -544,7 +639,18 @@ class Trainer:
         """On resume, drop records written after the checkpoint by the run that was killed."""
         if not path.exists():
             return
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+        keep, lines = [], [ln for ln in path.read_text().splitlines() if ln.strip()]
+        for i, ln in enumerate(lines):
+            try:
+                step = json.loads(ln).get("step", 0)
+            except json.JSONDecodeError:
+                if i < len(lines) - 1:  # appends only: a broken line before the last is not a kill's
+                    raise ValueError(f"{path}:{i + 1} is not a JSON record: repair or remove that line") from None
+                print(f"warning: {path}: dropped a torn last line (the run was killed while writing it)",
+                      file=sys.stderr)
+                continue
+            if step <= self.step:
+                keep.append(ln)
         atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
 
     def _tensorboard(self):

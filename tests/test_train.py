@@ -217,6 +217,22 @@ def test_resume_from_the_checkpoint_folder_continues_the_run(sort_data, tmp_path
     assert not (run / "checkpoint" / "checkpoint").exists() and load_model(run)[1]["step"] == 7
 
 
+def test_resume_refuses_a_dataset_rebuilt_with_other_content(sort_data, tmp_path):
+    import numpy as np
+
+    run = tmp_path / "run"
+    trainer(sort_data, run, steps=5).fit()
+    assert json.loads((run / "config.json").read_text())["data_fingerprint"]
+    labels = Path(sort_data) / "train" / "labels.npy"
+    a = np.load(labels)
+    np.save(labels, a[::-1].copy())  # same shapes and vocabulary, other content
+    meta = json.loads((Path(sort_data) / "meta.json").read_text())
+    meta.pop("fingerprint", None)  # as a rebuild by hand, or an older trm, leaves it
+    (Path(sort_data) / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="not the one run .* trained on"):
+        trainer(sort_data, run, resume=run, steps=7)
+
+
 def test_resume_honours_the_threads_and_device_given_now(sort_data, tmp_path, monkeypatch):
     run = tmp_path / "run"
     trainer(sort_data, run, steps=2).fit()

@@ -221,6 +221,11 @@ class Trainer:
         resume_state = ckpt_io.load_train_state(ckpt_io.resolve_checkpoint(self.run_dir)) if resume else None
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.data: Dataset = load_dataset(cfg.data)
+        self.data_fingerprint = self.data.fingerprint
+        if resume and saved.get("data_fingerprint") not in (None, self.data_fingerprint):
+            raise ValueError(f"dataset {cfg.data} is not the one run {self.run_dir} trained on (its content changed: "
+                             f"fingerprint {self.data_fingerprint[:12]}, the run's {saved['data_fingerprint'][:12]}); "
+                             f"restore that dataset or start a new run")
         self.train_split, self.test_split = self.data["train"], self.data["test"]
         if len(self.train_split) == 0:
             raise ValueError(f"dataset {cfg.data} has no training examples (built with --train 0: evaluation only)")
@@ -408,7 +413,7 @@ class Trainer:
     def config_dict(self) -> dict:
         return {"model": asdict(self.model_cfg), "train": asdict(self.cfg), "preset": self.preset,
                 "data_meta": {k: v for k, v in self.data.meta.items() if k not in ("sources",)},
-                "step": self.step}
+                "data_fingerprint": self.data_fingerprint, "step": self.step}
 
     def _state(self, elapsed: float) -> dict:
         """The content of train_state.pt (collective: the ACT carry is gathered from every process)."""

@@ -72,6 +72,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} already exists (pass --overwrite to replace it)")
+    if args.overwrite:
+        from ..atomic import check_replaceable
+        check_replaceable(out, "report")  # refused now, not after the analysis
     cfg = AnalysisConfig(limit=args.limit, D=args.D, latent_steps=args.latent_steps, full_rows=args.full_rows,
                          max_lag=args.max_lag, tol=args.tol, tail=args.tail, quick=args.quick, eps=args.eps,
                          K=args.K, sigma=args.sigma, init_sigma=args.init_sigma, max_failures=args.max_failures,

@@ -208,7 +208,7 @@ def record(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
         raise ValueError("max_lag must be >= 1")
     inputs = np.asarray(inputs)
     P, D = len(inputs), cfg.D or model.cfg.N_sup
-    with atomic_dir(out) if out is not None else contextlib.nullcontext() as tmp:
+    with atomic_dir(out, kind="recording") if out is not None else contextlib.nullcontext() as tmp:
         rec = Recorder(model, P, cfg.K, D, labels=labels, full_rows=full_rows, latent=latent, max_lag=max_lag,
                        out=tmp)
         # a chunk must hold whole puzzles (pair distances compare rollouts of one puzzle)

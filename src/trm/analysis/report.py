@@ -408,7 +408,7 @@ def write_report(results: dict, figdata: dict, out: str | Path, *, command: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="report") as tmp:
         text = findings(results)
         results = {**results, "command": command, "findings": text}
         written = []

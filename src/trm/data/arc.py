@@ -323,7 +323,7 @@ def build_arc(out_dir, *, root=None, train_collections=(), test_collections=(), 
     n_train = sum(len(vs) * len(pairs) for _, _, pairs, vs, _ in plans)
     n_test = sum(len(vs) * len(t.test) for t, is_test, _, vs, _ in plans if is_test)
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="dataset") as tmp:
         def writers(split: str, n: int, extra: dict) -> dict[str, _RowWriter]:
             (tmp / split).mkdir()
             spec = {"inputs": (np.uint8, (n, CANVAS * CANVAS)), "labels": (np.uint8, (n, CANVAS * CANVAS)),

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir, atomic_write_bytes, atomic_write_json  # noqa: F401 (trm.train imports these)
+from ..atomic import (  # noqa: F401 (trm.train imports these)
+    atomic_dir, atomic_write_bytes, atomic_write_json, check_replaceable)
 
 FORMAT_VERSION = 1
 REQUIRED_ARRAYS = ("inputs", "labels", "puzzle_ids")
@@ -133,6 +134,7 @@ def check_out_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
         if not (out / "meta.json").is_file() and any(out.iterdir()):
             raise DatasetError(f"{out} is a folder but not a trm dataset (no meta.json): --overwrite replaces "
                                f"datasets only (choose another --out)")
+        check_replaceable(out, "dataset")  # nor the current folder, a parent of it, a link, or a recording
     return out
 
 
@@ -228,7 +230,7 @@ def write_dataset(out_dir: str | os.PathLike, meta: dict, splits: dict[str, dict
             if len(a) != n:
                 raise DatasetError(f"split '{name}': array '{k}' has {len(a)} rows, inputs has {n}")
     meta = dict(meta, format=FORMAT_VERSION, splits={k: len(v["inputs"]) for k, v in splits.items()})
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="dataset") as tmp:
         for name, arrays in splits.items():
             (tmp / name).mkdir()
             for key, arr in arrays.items():

@@ -307,7 +307,8 @@ def test_sweep_cache_is_keyed_by_the_checkpoint(cli, run9, tmp_path):
     first = q_of(run, tmp_path / "shared")
     second = q_of(other, tmp_path / "shared")  # same --out: must not be served the first checkpoint's runs
     assert np.allclose(second, q_of(other, tmp_path / "fresh")) and not np.allclose(first, second)
-    assert json.loads((tmp_path / "shared" / "sweep.json").read_text())["source"]["checkpoint"].startswith(str(other))
+    source = json.loads((tmp_path / "shared" / "sweep.json").read_text())["source"]
+    assert source["checkpoint"].startswith(str(other.resolve())) and source["split"] == "test"
 
 
 @pytest.mark.parametrize("command", ["sweep", "analyze"])

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trm.cli import main
@@ -198,3 +199,129 @@ def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "trm.cli", "solve", "--checkpoint", "/no/run", PUZZLE],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("trm: error:") and "Traceback" not in r.stderr
+
+
+# --- bad values refused before work starts (config validation, test-time flags, data that fits) -------------
+@pytest.mark.parametrize("flag, value, words", [
+    ("--batch_size", "0", "batch_size must be >= 1 (got 0)"),
+    ("--heads", "0", "heads must be >= 1 (got 0)"),
+    ("--expansion", "0", "expansion must be > 0 (got 0.0)"),
+    ("--log_every", "0", "log_every must be >= 1 (got 0)"),
+    ("--checkpoint_every", "0", "checkpoint_every must be >= 1 (got 0)"),
+    ("--eval_batch_size", "0", "eval_batch_size must be >= 1 (got 0)"),
+    ("--steps", "-5", "steps must be >= 1 (got -5)"),
+    ("--ema", "2", "ema must be in [0, 1) (0 = off) (got 2.0)"),
+    ("--lr_min_ratio", "-2", "lr_min_ratio must be in [0, 1] (a fraction of lr) (got -2.0)"),
+])
+def test_train_refuses_bad_values_before_loading_anything(cli, tmp_path, flag, value, words):
+    code, _, err = cli("train", "--preset", "sudoku4-cpu", "--data", tmp_path / "none", "--out", tmp_path / "r",
+                       "--quiet", flag, value)
+    assert code == 2 and err == f"trm: error: {words}\n"  # not "no dataset at ...": checked first
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_refuses_a_batch_that_cannot_fit(cli, sort_data, tmp_path, monkeypatch):
+    monkeypatch.setattr("trm.model.memory.available_bytes", lambda device: 4 * 2**30)
+    code, _, err = cli("train", "--preset", "sudoku4-cpu", "--data", sort_data, "--out", tmp_path / "r", "--quiet",
+                       "--batch_size", "100000")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "batch_size 100000 needs about" in err and "4.0 GiB available: use a smaller --batch_size" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["solve", "--D", "-4", PUZZLE], "--D must be >= 1 (got -4)"),
+    (["solve", "--D", "0", PUZZLE], "--D must be >= 1 (got 0)"),  # used to mean the default, silently
+    (["eval", "--D", "0"], "--D must be >= 1 (got 0)"),
+    (["eval", "--limit", "-1"], "--limit must be >= 0 (0 = all) (got -1)"),
+    (["eval", "--batch-size", "0"], "--batch-size must be >= 1 (got 0)"),
+    (["sweep", "--limit", "-3"], "--limit must be >= 0 (0 = all) (got -3)"),  # reported n = -3
+    (["sweep", "--memory-gb", "0"], "--memory-gb must be > 0"),
+    (["analyze", "--D", "0"], "--D must be >= 1 (got 0)"),
+])
+def test_test_time_flags_refuse_non_positive_values(cli, run9, tmp_path, argv, words):
+    run, data = run9
+    extra = [] if argv[0] == "solve" else ["--data", data]
+    if argv[0] in ("sweep", "analyze"):
+        extra += ["--out", tmp_path / "out", "--quiet"]
+    code, _, err = cli(argv[0], "--checkpoint", run, *extra, *argv[1:])
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def maze_shaped_like_run9(tmp_path_factory):
+    """A dataset of 81 cells and 11 tokens, as the 9x9 Sudoku checkpoint's, that says it holds mazes."""
+    from trm.data.format import write_dataset
+    rng = np.random.default_rng(0)
+    x = rng.integers(2, 7, (4, 81)).astype(np.uint8)
+    split = {"inputs": x, "labels": x, "puzzle_ids": np.zeros(4, np.int32)}
+    return write_dataset(tmp_path_factory.mktemp("maze") / "maze9",
+                         {"task": "maze", "size": 9, "seq_len": 81, "vocab_size": 11, "num_puzzle_ids": 1},
+                         {"train": split, "test": split})
+
+
+@pytest.mark.parametrize("command", ["eval", "solve", "sweep", "analyze"])
+def test_data_of_another_task_is_refused(cli, run9, maze_shaped_like_run9, tmp_path, command):
+    extra = {"solve": ["--index", "0"], "eval": ["--quiet"], "sweep": ["--out", tmp_path / "out", "--quiet"],
+             "analyze": ["--out", tmp_path / "out", "--quiet"]}[command]
+    code, _, err = cli(command, "--checkpoint", run9[0], "--data", maze_shaped_like_run9, *extra)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "holds maze 9x9 puzzles and does not fit the model, trained on sudoku 9x9" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_fit_falls_back_to_the_training_datasets_meta(cli, run9, maze_shaped_like_run9, tmp_path):
+    old = tmp_path / "old"
+    subprocess.run(["cp", "-r", str(run9[0]), str(old)], check=True)
+    config = old / "checkpoint" / "config.json"
+    cfg = json.loads(config.read_text())
+    del cfg["data_meta"]  # a run recorded without its dataset's meta: read the training dataset's meta.json
+    config.write_text(json.dumps(cfg))
+    code, _, err = cli("eval", "--checkpoint", old, "--data", maze_shaped_like_run9)
+    assert code == 2 and "trained on sudoku 9x9" in err
+    code, _, _ = cli("eval", "--checkpoint", old, "--data", run9[1], "--quiet", "--limit", "1")
+    assert code == 0
+
+
+def test_solve_refuses_data_of_another_size(cli, run9, tmp_path):
+    four = build_sudoku(tmp_path / "four", size=4, generate=10, test=3, workers=1, progress=False)
+    code, _, err = cli("solve", "--checkpoint", run9[0], "--data", four, "--index", "0")
+    assert code == 2 and "does not fit the model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_cache_is_keyed_by_the_checkpoint(cli, run9, tmp_path):
+    from safetensors.torch import load_file, save_file
+    run, data = run9
+    other = tmp_path / "other"
+    subprocess.run(["cp", "-r", str(run), str(other)], check=True)
+    w = other / "checkpoint" / "model.safetensors"
+    weights = load_file(w)
+    weights["q_head.bias"] = weights["q_head.bias"] + 1.0  # another model of the same shape
+    save_file(weights, w)
+    grid = ["--data", data, "--K", "1", "--sigma", "0", "--D", "2", "--seeds", "0", "--limit", "2", "--quiet"]
+
+    def q_of(ckpt, out):
+        assert cli("sweep", "--checkpoint", ckpt, "--out", out, *grid)[0] == 0
+        return np.load(out / "runs" / "deterministic.npz")["q"]
+
+    first = q_of(run, tmp_path / "shared")
+    second = q_of(other, tmp_path / "shared")  # same --out: must not be served the first checkpoint's runs
+    assert np.allclose(second, q_of(other, tmp_path / "fresh")) and not np.allclose(first, second)
+    source = json.loads((tmp_path / "shared" / "sweep.json").read_text())["source"]
+    assert source["checkpoint"].startswith(str(other.resolve())) and source["split"] == "test"
+
+
+@pytest.mark.parametrize("command", ["sweep", "analyze"])
+def test_plots_without_matplotlib_are_refused_before_the_compute(cli, run9, tmp_path, monkeypatch, command):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    code, _, err = cli(command, "--checkpoint", run9[0], "--data", run9[1], "--out", tmp_path / "out", "--quiet")
+    assert code == 2 and "pip install matplotlib" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    p = subprocess.Popen([sys.executable, "-m", "trm.cli", "presets"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()  # `trm presets | head` with head already gone
+    err = p.stderr.read().decode()
+    assert p.wait() in (0, 141) and err == ""  # was "trm: error: BrokenPipeError: ..." or a traceback

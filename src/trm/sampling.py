@@ -15,7 +15,6 @@ passes through every smaller D on the way, so one run also gives every D up to i
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .checks import check_choice, check_range
 from .data.format import Split
 from .losses import IGNORE
 from .model import TRM, Carry
@@ -43,18 +43,13 @@ class SamplerConfig:
     stop_margin: float = 0.0   # (0 = run all D steps, as the paper does)
 
     def validate(self) -> None:
-        if self.K < 1:
-            raise ValueError("--K must be >= 1")
-        if not (self.sigma >= 0 and math.isfinite(self.sigma)):
-            raise ValueError("--sigma must be a finite number >= 0")
-        if self.D < 0:
-            raise ValueError("--D must be >= 1")
-        if self.noise not in NOISE:
-            raise ValueError(f"--noise must be one of {', '.join(NOISE)}, not '{self.noise}'")
-        if self.select not in SELECT:
-            raise ValueError(f"--select must be one of {', '.join(SELECT)}, not '{self.select}'")
-        if self.stop_after < 0:
-            raise ValueError("--stop-after must be >= 0")
+        check_range("--K", self.K, ge=1)
+        check_range("--sigma", self.sigma, ge=0)
+        check_range("D", self.D, ge=0, note="0 = the checkpoint's N_sup")
+        check_choice("--noise", self.noise, NOISE)
+        check_choice("--select", self.select, SELECT)
+        check_range("--stop-after", self.stop_after, ge=0, note="0 = off")
+        check_range("--stop-margin", self.stop_margin)
 
 
 # the PTRM paper's settings (arXiv 2605.19943); flags given with --sampler override them

@@ -24,12 +24,15 @@ def solve_sudoku(model: TRM, puzzle: np.ndarray, size: int, *, D: int | None = N
                  halt: bool = True, trace: bool = False) -> dict:
     """Up to D supervision steps (default N_sup), stopping once q_halt > 0 when `halt`: the model's answer, its
     checks, the steps run and the Q head's confidence. trace adds "trace": one row per step (`trace_rows`)."""
+    if D is not None and D < 1:
+        raise ValueError(f"D must be >= 1 (got {D})")
     device = model.device
     inputs = torch.from_numpy(sudoku.encode(puzzle)[None].astype("int64")).to(device)
     ids = torch.zeros(1, dtype=torch.long, device=device)
     answers = []  # the answer after every supervision step, for the trace
     t0 = time.perf_counter()
-    for step, _, out in rollout(model, inputs, ids, D or model.cfg.N_sup, dtype=dtype, stop_when_halted=halt):
+    for step, _, out in rollout(model, inputs, ids, model.cfg.N_sup if D is None else D, dtype=dtype,
+                                stop_when_halted=halt):
         if trace:
             answers.append((sudoku.decode(out.logits.argmax(-1)[0].cpu().numpy()), float(out.q_halt[0])))
     seconds = time.perf_counter() - t0

@@ -9,14 +9,17 @@ Writes sweep.csv, sweep.json and three plots (accuracy against K, against sigma,
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_file, atomic_write_bytes, atomic_write_json
+from .checks import check_range
 from .data.format import Split
 from .sampling import Rollouts, SamplerConfig, early_stopped, mean_over_seeds, rescued, sample, score
 
@@ -35,16 +38,17 @@ class SweepConfig:
     limit: int = 0
 
     def validate(self) -> None:
-        if not self.Ks or min(self.Ks) < 1:
-            raise ValueError("--K values must be >= 1")
-        if not self.sigmas or min(self.sigmas) < 0:
-            raise ValueError("--sigma values must be >= 0")
-        if not self.Ds or min(self.Ds) < 1:
-            raise ValueError("--D values must be >= 1")
+        for flag, values, low in (("--K", self.Ks, 1), ("--sigma", self.sigmas, 0), ("--D", self.Ds, 1),
+                                  ("--stop-after", self.stop_after, 1)):
+            if not values and flag != "--stop-after":
+                raise ValueError(f"give at least one {flag} value")
+            bad = [v for v in values if not (math.isfinite(v) and v >= low)]
+            if bad:
+                raise ValueError(f"{flag} values must be >= {low} (got {bad[0]})")
         if not self.seeds:
             raise ValueError("give at least one seed")
-        if any(s < 1 for s in self.stop_after):
-            raise ValueError("--stop-after values must be >= 1")
+        check_range("--limit", self.limit, ge=0, note="0 = all")
+        check_range("--stop-margin", self.stop_margin)
         for nz in self.noises:
             SamplerConfig(noise=nz).validate()
 
@@ -68,8 +72,29 @@ def _load(path: Path) -> Rollouts:
                         calls_per_step=int(z["calls_per_step"]), meta=json.loads(str(z["meta"])))
 
 
+def run_identity(checkpoint, data, split: str, dtype: str) -> dict:
+    """What a cached run depends on besides the grid: the weights (a hash of the file, so a retrained or another
+    checkpoint into the same --out is not served the first one's rollouts), the dataset (its path and the hash
+    of its meta.json), the split and the dtype (resolved: "auto" means different things on different machines)."""
+    from .checkpoint import resolve_checkpoint
+    ckpt = resolve_checkpoint(checkpoint)
+    return {"checkpoint": str(ckpt.resolve()), "weights": _file_hash(ckpt / "model.safetensors"),
+            "data": str(Path(data).resolve()), "data_meta": _file_hash(Path(data) / "meta.json"), "split": split,
+            "dtype": dtype}
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 def run_sweep(model, split: Split, cfg: SweepConfig, out_dir, *, dtype: str = "auto", max_rows: int = 0,
-              memory_gb: float = 1.0, progress: bool = True, log=print) -> dict:
+              memory_gb: float = 1.0, progress: bool = True, log=print, source: dict | None = None) -> dict:
+    """The sweep; `source` (run_identity) keys the cache besides the grid: a cached run of another checkpoint,
+    dataset, split or dtype is run again, not reused."""
     cfg.validate()
     out = Path(out_dir)
     cache = out / "runs"
@@ -78,7 +103,7 @@ def run_sweep(model, split: Split, cfg: SweepConfig, out_dir, *, dtype: str = "a
     inputs, labels, ids = (np.asarray(a[:n]) for a in (split.inputs, split.labels, split.puzzle_ids))
     Dmax, Kmax = max(cfg.Ds), max(cfg.Ks)
     every = list(range(1, Dmax + 1))
-    key = {"n": n, "D": Dmax}
+    key = {"n": n, "D": Dmax, "source": source or {}}
 
     def cached(name: str, sc: SamplerConfig, seed: int) -> Rollouts:
         path = cache / f"{name}.npz"
@@ -89,7 +114,7 @@ def run_sweep(model, split: Split, cfg: SweepConfig, out_dir, *, dtype: str = "a
                 return r
         r = sample(model, inputs, ids, sc, labels=labels, seed=seed, record_steps=every, max_rows=max_rows,
                    memory_gb=memory_gb, dtype=dtype, progress=progress, desc=name)
-        r.meta.update(n=n)
+        r.meta.update(n=n, source=source or {})
         _save(path, r)
         return r
 
@@ -110,7 +135,8 @@ def run_sweep(model, split: Split, cfg: SweepConfig, out_dir, *, dtype: str = "a
             if not stop:
                 for r in mean_over_seeds([rescued(v, _at(det, cfg.Ds), cfg.Ks) for v in variants]):
                     rescue.append({"noise": nz, "sigma": sigma, **r})
-    result = {"config": asdict(cfg), "n": n, "calls_per_step": det.calls_per_step, "rows": rows, "rescued": rescue}
+    result = {"config": asdict(cfg), "source": source or {}, "n": n, "calls_per_step": det.calls_per_step,
+              "rows": rows, "rescued": rescue}
     atomic_write_json(out / "sweep.json", result)
     _write_csv(out / "sweep.csv", rows)
     plots = plot(result, out)

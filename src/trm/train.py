@@ -29,12 +29,14 @@ from tqdm import tqdm
 from . import checkpoint as ckpt_io
 from .atomic import atomic_write_bytes, atomic_write_json, hold_lock
 from .carry import ActCarry
+from .checks import check_choice, check_range
 from .data import augmenter, validator
 from .data.format import Dataset, load_dataset
 from .evaluate import evaluate, summary_line
 from .losses import LOSSES, LossParts, act_loss, q_continue_target
 from .model import TRM, Carry, ModelConfig
-from .optim import SignSGDEmbedding, build_optimizer, lr_at
+from .model.memory import check_train_memory
+from .optim import OPTIMIZERS, SignSGDEmbedding, build_optimizer, lr_at
 from .runtime import autocast, environment, git_commit, init_distributed, loss_dtype, resolve_dtype
 
 
@@ -89,6 +91,32 @@ class TrainConfig:
     device: str = "auto"            # auto = cuda, then mps, then cpu
     threads: int = 0                # CPU threads (0 = torch's default)
     tensorboard: bool = False       # also write TensorBoard logs to RUN/tensorboard
+
+    def validate(self) -> None:
+        """ValueError naming the field, its value and what is allowed, before anything is loaded (a bad value
+        used to surface mid-run: log_every 0 as a ZeroDivisionError after the first step)."""
+        for k in ("batch_size", "steps", "eval_batch_size", "checkpoint_every", "log_every"):
+            check_range(k, getattr(self, k), ge=1)
+        check_range("lr", self.lr, gt=0)
+        check_range("lr_min_ratio", self.lr_min_ratio, ge=0, le=1, note="a fraction of lr")
+        check_range("ema", self.ema, ge=0, lt=1, note="0 = off")
+        for k in ("beta1", "beta2"):
+            check_range(k, getattr(self, k), ge=0, lt=1)
+        for k in ("weight_decay", "puzzle_emb_lr", "puzzle_emb_weight_decay", "warmup_steps", "threads", "seed"):
+            check_range(k, getattr(self, k), ge=0)
+        check_range("halt_explore_prob", self.halt_explore_prob, ge=0, le=1)
+        check_range("N_sup_train", self.N_sup_train, ge=0, note="0 = the model's N_sup")
+        check_range("difficulty_curriculum", self.difficulty_curriculum, ge=0, le=1, note="0 = off")
+        check_range("step_weight", self.step_weight, gt=0)
+        for k in ("eval_every", "eval_limit"):
+            check_range(k, getattr(self, k), ge=0, note="0 = off" if k == "eval_every" else "0 = all")
+        for k in ("eval_minutes", "time_budget"):
+            check_range(k, getattr(self, k), ge=0, note="0 = off")
+        check_range("checkpoint_minutes", self.checkpoint_minutes, gt=0)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("loss", self.loss, tuple(LOSSES))
+        check_choice("budget_clock", self.budget_clock, ("wall", "train"))
+        check_choice("dtype", self.dtype, ("auto", "bf16", "fp32"))
 
 
 def parse_depth_curriculum(text: str, model_cfg: ModelConfig) -> list[tuple[float, int, int]]:
@@ -210,6 +238,8 @@ class Trainer:
             self.preset = saved.get("preset", preset)
         else:
             self.run_dir = Path(cfg.out)
+        cfg.validate()  # before the dataset is loaded or anything allocated: one line naming the bad value
+        model_cfg.validate()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.rank, self.world, self.device = init_distributed(cfg.device)
@@ -241,6 +271,8 @@ class Trainer:
         model_cfg.vocab_size, model_cfg.seq_len = int(meta["vocab_size"]), int(meta["seq_len"])
         model_cfg.num_puzzle_ids = int(meta["num_puzzle_ids"])
         self.model_cfg = model_cfg
+        check_train_memory(model_cfg, cfg.batch_size, self.device, dtype=self.dtype, ema=cfg.ema > 0,
+                           world=self.world)  # refused before the model and the carry are allocated
         self.augment = augmenter(meta) if cfg.augment else None
 
         torch.manual_seed(cfg.seed)  # same init on every process

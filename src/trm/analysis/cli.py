@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, default=a.limit,
                    help=f"puzzles analysed, the first N of the split (default {a.limit}: ~5 min for a 9x9 "
                         "sudoku9-cpu model on one CPU thread)")
-    p.add_argument("--D", type=int, default=a.D, help="steps recorded (default 2 * N_sup; modes use N_sup)")
+    p.add_argument("--D", type=int, default=None, help="steps recorded (default 2 * N_sup; modes use N_sup)")
     p.add_argument("--latent-steps", action="store_true",
                    help="also record every call of f inside the supervision steps (latent_steps.png)")
     p.add_argument("--full-rows", type=int, default=a.full_rows,
@@ -63,6 +63,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     import torch
 
     from ..checkpoint import load_model
+    from ..cli.preflight import check_data_fits, check_flags, need_matplotlib
     from ..data.format import load_dataset
     from ..runtime import pick_device
     from .report import findings, write_report
@@ -75,22 +76,20 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     if args.overwrite:
         from ..atomic import check_replaceable
         check_replaceable(out, "report")  # refused now, not after the analysis
-    cfg = AnalysisConfig(limit=args.limit, D=args.D, latent_steps=args.latent_steps, full_rows=args.full_rows,
+    check_flags(args, ("D", 1))  # --D 0 would silently mean the default
+    cfg = AnalysisConfig(limit=args.limit, D=args.D or 0, latent_steps=args.latent_steps, full_rows=args.full_rows,
                          max_lag=args.max_lag, tol=args.tol, tail=args.tail, quick=args.quick, eps=args.eps,
                          K=args.K, sigma=args.sigma, init_sigma=args.init_sigma, max_failures=args.max_failures,
                          seed=args.seed, dtype=args.dtype,
                          sae=SAEConfig(features=args.sae_features, k=args.sae_k, l1=args.sae_l1,
                                        steps=args.sae_steps, seed=args.seed))
     cfg.validate()
+    need_matplotlib("trm analyze")  # the figures are written last: refuse before the compute, not after it
     ds = load_dataset(args.data)
     split = ds[args.split]
     device = pick_device(args.device)
-    model, _ = load_model(args.checkpoint, device)
-    if ds.seq_len != model.cfg.seq_len or ds.vocab_size != model.cfg.vocab_size:
-        raise ValueError(f"dataset {args.data} (seq_len {ds.seq_len}, vocab {ds.vocab_size}) does not fit the model "
-                         f"(seq_len {model.cfg.seq_len}, vocab {model.cfg.vocab_size})")
-    if int(split.puzzle_ids.max(initial=0)) >= model.cfg.num_puzzle_ids:
-        raise ValueError(f"dataset {args.data} has puzzle ids beyond the model's {model.cfg.num_puzzle_ids}")
+    model, ckpt_cfg = load_model(args.checkpoint, device)
+    check_data_fits(ds, model, ckpt_cfg, split)
     torch.manual_seed(args.seed)
     results, figdata = analyze(model, split, cfg, record_dir=args.record_dir, progress=not args.quiet)
     results["config"].update(checkpoint=str(args.checkpoint), data=str(args.data), split=args.split)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import check_range
 from .dynamics import classify, lag_distances, step_cosine, true_from
 
 
@@ -30,8 +31,11 @@ class SAEConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.features < 0 or self.k < 1 or self.l1 < 0 or self.steps < 1 or self.batch < 1:
-            raise ValueError("SAE settings must be positive (--sae-features >= 0, --sae-k >= 1, --sae-l1 >= 0)")
+        for flag, value, low in (("--sae-features", self.features, 0), ("--sae-k", self.k, 1),
+                                 ("--sae-l1", self.l1, 0), ("--sae-steps", self.steps, 1), ("batch", self.batch, 1),
+                                 ("max_samples", self.max_samples, 1)):
+            check_range(flag, value, ge=low)
+        check_range("lr", self.lr, gt=0)
 
 
 class SparseAutoencoder(nn.Module):

@@ -53,19 +53,24 @@ class AnalysisConfig:
     sae: SAEConfig = field(default_factory=SAEConfig)
 
     def validate(self) -> None:
-        checks = [(self.limit >= 1, "--limit must be >= 1"), (self.D >= 0, "--D must be >= 1"),
-                  (self.full_rows >= 0, "--full-rows must be >= 0"), (self.max_lag >= 2, "--max-lag must be >= 2"),
-                  (0 < self.tol < 1, "--tol must be in (0, 1)"), (self.tail >= 1, "--tail must be >= 1"),
-                  (self.quick >= 1, "--quick must be >= 1"), (0 < self.eps < 1, "--eps must be in (0, 1)"),
-                  (0 < self.sat <= 1, "--sat must be in (0, 1]"), (self.K >= 1, "--K must be >= 1"),
-                  (np.isfinite(self.sigma) and self.sigma >= 0, "--sigma must be a finite number >= 0"),
-                  (np.isfinite(self.init_sigma) and self.init_sigma >= 0, "--init-sigma must be a finite number >= 0"),
-                  (self.max_failures >= 0, "--max-failures must be >= 0"),
-                  (self.max_rows >= 2, "--max-rows must be >= 2"),
-                  (self.dtype in ("fp32", "bf16", "auto"), "--dtype must be fp32, bf16 or auto")]
-        for ok, msg in checks:
+        checks = [(self.limit >= 1, "--limit must be >= 1", self.limit),
+                  (self.D >= 0, "D must be >= 0 (0 = 2 * N_sup)", self.D),
+                  (self.full_rows >= 0, "--full-rows must be >= 0", self.full_rows),
+                  (self.max_lag >= 2, "--max-lag must be >= 2", self.max_lag),
+                  (0 < self.tol < 1, "--tol must be in (0, 1)", self.tol),
+                  (self.tail >= 1, "--tail must be >= 1", self.tail),
+                  (self.quick >= 1, "--quick must be >= 1", self.quick),
+                  (0 < self.eps < 1, "--eps must be in (0, 1)", self.eps),
+                  (0 < self.sat <= 1, "--sat must be in (0, 1]", self.sat), (self.K >= 1, "--K must be >= 1", self.K),
+                  (np.isfinite(self.sigma) and self.sigma >= 0, "--sigma must be a finite number >= 0", self.sigma),
+                  (np.isfinite(self.init_sigma) and self.init_sigma >= 0, "--init-sigma must be a finite number >= 0",
+                   self.init_sigma),
+                  (self.max_failures >= 0, "--max-failures must be >= 0", self.max_failures),
+                  (self.max_rows >= 2, "--max-rows must be >= 2", self.max_rows),
+                  (self.dtype in ("fp32", "bf16", "auto"), "--dtype must be fp32, bf16 or auto", self.dtype)]
+        for ok, msg, value in checks:
             if not ok:
-                raise ValueError(msg)
+                raise ValueError(f"{msg} (got {value})")
         self.sae.validate()
 
 

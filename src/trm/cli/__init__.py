@@ -9,7 +9,8 @@
     common.py    one-line errors, config fields as flags, presets, the test-time-scaling flags
     (trm.analysis.cli adds trm analyze)
 
-Errors are one line and a non-zero exit: 2 for a refused request, 1 for a bug (TRM_DEBUG=1 shows its traceback).
+Errors are one line and a non-zero exit: 2 for a refused request, 1 for a bug (TRM_DEBUG=1 shows its traceback);
+a closed output pipe (`trm presets | head`) ends quietly with 141, as a shell reports SIGPIPE.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def _main(argv=None) -> int:
     tune_allocator()
     try:
         code = args.func(args)  # a command returns an exit code where it can fail without an error (a check)
+        sys.stdout.flush()  # a reader gone before a short output was written shows only here
+    except BrokenPipeError:  # `trm presets | head`: the reader has what it wanted; stop quietly
+        _silence_stdout()
+        return 141  # what a shell reports for a command ended by SIGPIPE
     except (UserError, CheckpointError, DatasetError) as e:
         print(f"trm: error: {e}", file=sys.stderr)
         return 2
@@ -73,6 +78,18 @@ def _main(argv=None) -> int:
         print(f"trm: error: {type(e).__name__}: {msg} (set TRM_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
     return int(code or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what is still buffered cannot fail again
+    ("Exception ignored ... BrokenPipeError" at exit)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 __all__ = ["Parser", "UserError", "build_parser", "main", "shared_data_root"]

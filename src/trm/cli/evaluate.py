@@ -14,10 +14,11 @@ from ..checkpoint import load_model, resolve_checkpoint
 from ..data import validator
 from ..data.format import load_dataset
 from ..evaluate import evaluate, summary_line
-from ..runtime import pick_device
+from ..runtime import pick_device, resolve_dtype
 from ..sampling import evaluate_sampled, get_sampler_preset
-from ..sweep import SweepConfig, run_sweep, table
+from ..sweep import SweepConfig, run_identity, run_sweep, table
 from .common import UserError, add_sampler_flags, float_list, int_list, sampler_config, seed_list
+from .preflight import check_data_fits, check_flags, need_matplotlib
 
 
 def add_parsers(sub) -> None:
@@ -72,15 +73,12 @@ def cmd_eval(args) -> None:
         return _print_oracle(args)
     if not args.checkpoint:
         raise UserError("give --checkpoint RUN (or --oracle for an ARC dataset)")
+    check_flags(args, ("D", 1), ("limit", 0, "0 = all"), ("batch_size", 1))
     device = pick_device(args.device)
-    model, _ = load_model(args.checkpoint, device)
-    if ds.seq_len != model.cfg.seq_len or ds.vocab_size != model.cfg.vocab_size:
-        raise UserError(f"dataset {args.data} (seq_len {ds.seq_len}, vocab {ds.vocab_size}) does not fit the model "
-                        f"(seq_len {model.cfg.seq_len}, vocab {model.cfg.vocab_size})")
-    if args.D is not None and args.D < 1:
-        raise UserError("--D must be >= 1")
-    sampler = sampler_config(args, model.cfg.N_sup)
+    model, ckpt_cfg = load_model(args.checkpoint, device)
     split = ds[args.split]
+    check_data_fits(ds, model, ckpt_cfg, split)
+    sampler = sampler_config(args, model.cfg.N_sup)
     head = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split}
     if sampler is not None:
         m = {**head, **evaluate_sampled(model, split, sampler, seeds=seed_list(args), limit=args.limit,
@@ -156,10 +154,14 @@ def _print_oracle(args) -> None:
 
 def cmd_sweep(args) -> None:
     ds = load_dataset(args.data)
+    check_flags(args, ("limit", 0, "0 = all"), ("max_rows", 0, "0 = what fits in --memory-gb"))
+    if not args.memory_gb > 0:
+        raise UserError(f"--memory-gb must be > 0 (got {args.memory_gb})")
+    need_matplotlib("trm sweep")  # the plots come last: refuse before the compute, not after it
     device = pick_device(args.device)
-    model, _ = load_model(args.checkpoint, device)
-    if ds.seq_len != model.cfg.seq_len or ds.vocab_size != model.cfg.vocab_size:
-        raise UserError(f"dataset {args.data} does not fit the model (seq_len/vocab)")
+    model, ckpt_cfg = load_model(args.checkpoint, device)
+    split = ds[args.split]
+    check_data_fits(ds, model, ckpt_cfg, split)
     cfg = SweepConfig(Ks=int_list(args.K, "--K"), sigmas=float_list(args.sigma, "--sigma"),
                       Ds=int_list(args.D, "--D") if args.D else [model.cfg.N_sup],
                       noises=[v for v in args.noise.split(",") if v], seeds=int_list(args.seeds or "0,1,2", "--seeds"),
@@ -168,7 +170,8 @@ def cmd_sweep(args) -> None:
     if args.sampler:  # the paper's point is always in the grid
         cfg.include(get_sampler_preset(args.sampler))
     out = Path(args.out) if args.out else resolve_checkpoint(args.checkpoint).parent / "sweep"
-    r = run_sweep(model, ds[args.split], cfg, out, dtype=args.dtype, max_rows=args.max_rows,
-                  memory_gb=args.memory_gb, progress=not args.quiet, log=(lambda *a: None) if args.quiet else print)
+    r = run_sweep(model, split, cfg, out, dtype=args.dtype, max_rows=args.max_rows, memory_gb=args.memory_gb,
+                  progress=not args.quiet, log=(lambda *a: None) if args.quiet else print,
+                  source=run_identity(args.checkpoint, args.data, args.split, resolve_dtype(args.dtype, device)))
     print(table(r))
     print(f"written: {out / 'sweep.csv'}, {out / 'sweep.json'}, " + ", ".join(Path(p).name for p in r["plots"]))

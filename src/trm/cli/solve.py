@@ -13,6 +13,7 @@ from ..data.format import load_dataset
 from ..runtime import pick_device
 from ..solve import solve_sudoku, solve_sudoku_sampled
 from .common import UserError, add_sampler_flags, sampler_config, seed_list
+from .preflight import check_data_fits, check_flags, trained_meta
 
 
 def add_parsers(sub) -> None:
@@ -36,15 +37,16 @@ def add_parsers(sub) -> None:
 
 
 def cmd_solve(args) -> None:
+    check_flags(args, ("D", 1), ("augments", 1))  # --D 0 used to mean the default silently
     model, cfg = load_model(args.checkpoint, pick_device(args.device))
-    size = int(cfg.get("data_meta", {}).get("size", 9))
-    task = cfg.get("data_meta", {}).get("task", "sudoku")
+    meta = trained_meta(cfg)
+    size, task = int(meta.get("size", 9)), meta.get("task", "sudoku")
     if task == "arc":
         return _solve_arc(args, model, cfg)
     if task != "sudoku":
         raise UserError(f"trm solve takes Sudoku and ARC checkpoints; {args.checkpoint} was trained on {task} "
                         f"(evaluate it with trm eval)")
-    puzzle = _sudoku_puzzle(args, cfg, size)
+    puzzle = _sudoku_puzzle(args, model, cfg, size)
     sampler = sampler_config(args, model.cfg.N_sup)
     if sampler is not None:
         if args.trace:
@@ -78,13 +80,15 @@ def cmd_solve(args) -> None:
               f"{r['confidence']:.3f} (q_halt {r['q_halt']:+.2f}), {ms}")
 
 
-def _sudoku_puzzle(args, cfg: dict, size: int):
+def _sudoku_puzzle(args, model, cfg: dict, size: int):
     """The puzzle argument (text, a grid, a file or -), or test puzzle --index of --data (by default the
-    dataset the checkpoint trained on)."""
+    dataset the checkpoint trained on), which must hold Sudoku of the checkpoint's size."""
     if args.puzzle is None and args.data is None and args.index is not None:
         args.data = cfg.get("train", {}).get("data")  # the test split the checkpoint was evaluated on
     if args.data is not None:
-        split = load_dataset(args.data)["test"]
+        ds = load_dataset(args.data)
+        split = ds["test"]
+        check_data_fits(ds, model, cfg, split)
         index = args.index or 0
         if not 0 <= index < len(split):
             raise UserError(f"--index {index} is outside the test split (0..{len(split) - 1})")
@@ -107,8 +111,6 @@ def _solve_arc(args, model, cfg: dict) -> None:
     if args.puzzle is None or not Path(args.puzzle).is_file():
         raise UserError("give an ARC task JSON file ({\"train\": [...], \"test\": [...]}): trm solve TASK.json "
                         "--checkpoint RUN")
-    if args.augments < 1:
-        raise UserError("--augments must be >= 1")
     task = arc.load_task_file(args.puzzle)
     data = args.data or cfg.get("train", {}).get("data")
     r = arc_eval.solve(model, task, data, augments=args.augments, D=args.D, dtype=args.dtype,

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import Attention, Block, Linear, Rotary, SequenceSwiGLU, trunc_normal_
+from ..checks import check_choice, check_range
+from .layers import Attention, Block, Linear, Rotary, SequenceSwiGLU, swiglu_hidden, trunc_normal_
 
 RECURSIONS = ("trm", "singlez", "multiz", "none")
 GRADS = ("last", "one_step", "all")
@@ -87,26 +88,28 @@ class ModelConfig:
         return self.calls_per_recursion
 
     def validate(self) -> None:
+        """ValueError naming the field, its value and what is allowed (TRM() calls it; so does `trm train`
+        before it loads anything)."""
         choices = {"mixer": ("attention", "mlp"), "pos": ("rope", "learned", "none"), "recursion": RECURSIONS,
                    "grad": GRADS}
         for k, allowed in choices.items():
-            if getattr(self, k) not in allowed:
-                raise ValueError(f"{k} must be one of {', '.join(allowed)}, not '{getattr(self, k)}'")
-        if self.networks not in (1, 2):
-            raise ValueError(f"networks must be 1 or 2, not {self.networks}")
+            check_choice(k, getattr(self, k), allowed)
+        check_choice("networks", self.networks, (1, 2))
         if self.networks == 2 and self.single_state:
-            raise ValueError(f"recursion {self.recursion} has one kind of update: networks must be 1")
-        if self.mixer == "attention" and (self.heads < 1 or self.d % self.heads):
-            raise ValueError(f"d={self.d} is not divisible by heads={self.heads}")
-        if self.puzzle_emb_dim > self.puzzle_emb_len * self.d:
-            raise ValueError("puzzle_emb_dim must fit in puzzle_emb_len * d")
+            raise ValueError(f"recursion {self.recursion} has one kind of update: networks must be 1 (got 2)")
         for k in ("n", "T", "N_sup", "d", "L", "seq_len", "vocab_size", "num_puzzle_ids"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1")
-        if self.expansion <= 0 or self.norm_eps <= 0 or self.rope_theta <= 0:
-            raise ValueError("expansion, norm_eps and rope_theta must be > 0")
-        if self.puzzle_emb_len < 0 or self.puzzle_emb_dim < 0:
-            raise ValueError("puzzle_emb_len and puzzle_emb_dim must be >= 0")
+            check_range(k, getattr(self, k), ge=1)
+        check_range("heads", self.heads, ge=1)  # RoPE's head width is d // heads even without attention
+        if self.mixer == "attention" and self.d % self.heads:
+            raise ValueError(f"d must be divisible by heads for attention (got d={self.d}, heads={self.heads})")
+        for k in ("expansion", "norm_eps", "rope_theta"):
+            check_range(k, getattr(self, k), gt=0)
+        for width in (self.d, self.total_len) if self.mixer == "mlp" else (self.d,):
+            if swiglu_hidden(width, self.expansion) < 1:
+                raise ValueError(f"expansion must give a SwiGLU width >= 1 (got {self.expansion}: 0 of {width})")
+        check_range("puzzle_emb_len", self.puzzle_emb_len, ge=0, note="0 = none")
+        check_range("puzzle_emb_dim", self.puzzle_emb_dim, ge=0, le=self.puzzle_emb_len * self.d,
+                    note="0 = none; at most puzzle_emb_len * d")
 
 
 class PuzzleEmbedding(nn.Module):

@@ -59,7 +59,10 @@ def curve(run: Path) -> list[dict]:
     """(training minutes, step, exact) at every periodic evaluation and the final one."""
     out = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
-        r = json.loads(line)
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:  # a torn last line: the arm is being written or was killed mid-write
+            continue
         if "eval" in r and "train_s" in r:
             out.append({"train_min": r["train_s"] / 60, "step": r["step"], "exact": r["eval"]["exact_accuracy"],
                         "cell": r["eval"]["cell_accuracy"], "n": r["eval"].get("n")})

@@ -206,10 +206,15 @@ class Trainer:
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, *, preset: str = "", resume: str = "",
                  overrides: dict | None = None, progress: bool = True):
         self._lock = None  # the open train.lock of the main process, while it trains the run
+        self._made_dir = False  # whether this process created the run folder (removed again if set-up fails)
         try:
             self._setup(model_cfg, cfg, preset=preset, resume=resume, overrides=overrides, progress=progress)
         except BaseException:
             self.close()
+            if self._made_dir:  # a refused new run leaves no empty folder behind
+                (self.run_dir / ckpt_io.LOCK).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.run_dir.rmdir()
             raise
 
     def close(self) -> None:
@@ -221,6 +226,7 @@ class Trainer:
     def _hold_run(self) -> None:
         """One writer per run folder: two processes would interleave their metrics and checkpoints."""
         if self.main and self._lock is None:
+            self._made_dir = not self.run_dir.exists()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._lock = hold_lock(self.run_dir / ckpt_io.LOCK, f"run {self.run_dir}")
 

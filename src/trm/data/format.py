@@ -131,10 +131,7 @@ def check_out_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
             raise DatasetError(f"{out} already exists (pass --overwrite to replace it)")
         if not out.is_dir():
             raise DatasetError(f"{out} is a file, not a dataset: not replacing it (choose another --out)")
-        if not (out / "meta.json").is_file() and any(out.iterdir()):
-            raise DatasetError(f"{out} is a folder but not a trm dataset (no meta.json): --overwrite replaces "
-                               f"datasets only (choose another --out)")
-        check_replaceable(out, "dataset")  # nor the current folder, a parent of it, a link, or a recording
+        check_replaceable(out, "dataset")  # only a dataset: never a user's folder, the current one, a link
     return out
 
 

@@ -51,20 +51,26 @@ def evaluate(model: TRM, split: Split, *, D: int | None = None, batch_size: int 
     are correct answers even where they differ from the label (a maze's other shortest paths).
     keep_predictions adds the final answers ("predictions", (n, L) uint8) and their "q_halt" (n,) for voting.
     shard=(rank, world): in a process group, every rank runs its own block of the rows and the blocks are
-    gathered in row order, so each rank returns the figures of one process running them all."""
+    gathered in row order, so each rank returns the figures of one process running them all.
+    A fixed-point model (solver fpi or anderson) adds "solver": its solves' iterations and residuals
+    (TRM.solver_stats; this rank's solves)."""
     D = D or model.cfg.N_sup
     n = min(len(split), limit) if limit else len(split)
     rank, world = shard
-    rows = score_rows(model, split, range(n * rank // world, n * (rank + 1) // world), D=D, batch_size=batch_size,
-                      dtype=dtype, progress=progress, desc=desc, validity=validity,
-                      keep_predictions=keep_predictions)
+    with model.solves_apart() as solves:  # apart from training's, when a training loop evaluates
+        rows = score_rows(model, split, range(n * rank // world, n * (rank + 1) // world), D=D,
+                          batch_size=batch_size, dtype=dtype, progress=progress, desc=desc, validity=validity,
+                          keep_predictions=keep_predictions)
     if world > 1:
         blocks = [None] * world
         dist.all_gather_object(blocks, rows)
         rows = join_blocks(blocks)
     if not rows:
         raise ValueError("nothing to evaluate: the split has no rows")
-    return summarise(rows, split, D)
+    m = summarise(rows, split, D)
+    if model.cfg.uses_solver:
+        m["solver"] = solves.summary()
+    return m
 
 
 def join_blocks(blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -164,4 +170,12 @@ def summary_line(m: dict) -> str:
     return (f"exact {m['exact_accuracy']:.4f}  cell {m['cell_accuracy']:.4f}  (D={m['D']}, n={m['n']})  "
             f"halting: mean steps {m['mean_halt_steps']:.2f}, rate {m['halt_rate']:.3f}, precision {prec}, "
             f"exact at halt {m['exact_accuracy_at_halt']:.4f}"
-            + (f"  valid {m['valid_fraction']:.4f}" if "valid_fraction" in m else ""))
+            + (f"  valid {m['valid_fraction']:.4f}" if "valid_fraction" in m else "")
+            + (solver_line(m["solver"]) if m.get("solver", {}).get("solves") else ""))
+
+
+def solver_line(s: dict) -> str:
+    """The distribution of a fixed-point model's solves (fixed_point.SolveLog.summary), for summary_line."""
+    return (f"  solver: {s['solves']} solves, iterations mean {s['iter_mean']:.1f} p50 {s['iter_p50']:g} p90 "
+            f"{s['iter_p90']:g} max {s['iter_max']:g}, residual mean {s['res_mean']:.1e} p90 {s['res_p90']:.1e} "
+            f"max {s['res_max']:.1e}, converged {s['converged']:.1%}")

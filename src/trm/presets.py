@@ -74,6 +74,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "multi-z ablation on Sudoku-Extreme",
            ModelConfig(vocab_size=11, seq_len=81, mixer="mlp", pos="none", recursion="multiz", n=6, T=3),
            _PAPER_TRAIN, _SUDOKU_EXTREME_DATA),
+    Preset("sudoku-extreme-deq", "TRM-MLP with z solved to a fixed point (Anderson, at most 16 iterations, tol 1e-3) "
+           "and the implicit gradient: TRM-DEQ after Attractor Models (arXiv 2605.12466) on Sudoku-Extreme",
+           ModelConfig(vocab_size=11, seq_len=81, mixer="mlp", pos="none", n=6, T=3, solver="anderson",
+                       fp_grad="implicit", max_iter=16, tol=1e-3),
+           _PAPER_TRAIN, _SUDOKU_EXTREME_DATA),
     Preset("maze-hard", "TRM-Att on Maze-Hard (30x30, shortest path > 110), the paper's 85.3% run (6.8M params)",
            ModelConfig(vocab_size=6, seq_len=900, mixer="attention", pos="rope", n=4, T=3),
            _PAPER_TRAIN,
@@ -130,6 +135,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
           ("multiz", "TRM with n = 4 latents on the 6x6 testbed", dict(recursion="multiz"), {}),
           ("transformer", "no recursion on the 6x6 testbed: one pass of the same 2-layer network per "
            "supervision step, deep supervision as usual", dict(recursion="none", T=1), {}),
+          # 8 iterations: twice the n = 4 z-updates it replaces, so a solve may converge where 4 steps could not
+          ("deq", "TRM-DEQ on the 6x6 testbed: z solved to a fixed point (Anderson, at most 8 iterations, tol "
+           "1e-3), implicit gradient", dict(solver="anderson", fp_grad="implicit", max_iter=8, tol=1e-3), {}),
       ]),
 ]}
 

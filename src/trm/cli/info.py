@@ -22,6 +22,8 @@ def cmd_presets(args) -> None:
         print(f"{p.name:20s} {p.about}")
         variant = "" if (m.recursion, m.networks, m.grad) == ("trm", 1, "last") else \
             f"recursion={m.recursion} networks={m.networks} grad={m.grad} "
+        if m.uses_solver:
+            variant += f"solver={m.solver} max_iter={m.max_iter} tol={m.tol:g} fp_grad={m.fp_grad} "
         print(f"{'':20s} {variant}mixer={m.mixer} d={m.d} L={m.L} n={m.n} T={m.T} N_sup={m.N_sup} "
               f"batch={p.train.batch_size} "
               f"steps={p.train.steps} lr={p.train.lr} data={p.data.get('path', '-')}")

@@ -17,10 +17,16 @@ copies of this file:
   one-step gradient), or all of them.
 HRM (Wang et al. 2025) is therefore recursion "trm", networks 2, grad "one_step": z_L = f_L(z_L + z_H + x)
 n times, z_H = f_H(z_H + z_L), T times (its L_cycles and H_cycles), the answer z_H being our y.
+- `solver` (the fixed-point variant, TRM-DEQ after Attractor Models, arXiv 2605.12466; model/fixed_point.py):
+  "fpi" or "anderson" replace the n z-updates of recursion "trm" by a solve, z* = the fixed point of
+  z -> f(z + y + x) (y, x fixed, warm-started at the carried z), then y = f(y + z*); T, `grad` (which recursions
+  carry gradients) and deep supervision stay. `fp_grad` says how the gradient passes the solve (implicit, neumann,
+  phantom, unroll). With solver "unroll" (the default) none of this runs: the model is the one above, bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -28,6 +34,7 @@ import torch
 from torch import nn
 
 from ..checks import check_choice, check_range
+from .fixed_point import FP_GRADS, SOLVERS, SolveLog, fixed_point, jacobian_penalty
 from .layers import Attention, Block, Linear, Rotary, SequenceSwiGLU, swiglu_hidden, trunc_normal_
 
 RECURSIONS = ("trm", "singlez", "multiz", "none")
@@ -55,6 +62,18 @@ class ModelConfig:
     puzzle_emb_dim: int = 512        # width of a puzzle-embedding row (<= puzzle_emb_len * d; 0 = none)
     rope_theta: float = 10000.0      # RoPE base
     norm_eps: float = 1e-5           # RMSNorm epsilon
+    # the fixed-point variant (model/fixed_point.py, docs/fixed-point.md); unused with solver unroll
+    solver: str = "unroll"           # unroll: the n z-updates; fpi or anderson: z solved to a fixed point (trm only)
+    max_iter: int = 16               # most solver iterations (evaluations of f) per solve
+    min_iter: int = 0                # fewest iterations before the tolerance may stop a solve
+    tol: float = 1e-3                # stop once every sample's ||f(z) - z|| / ||f(z)|| is below this
+    anderson_m: int = 5              # Anderson: past iterates mixed into the next
+    anderson_beta: float = 1.0       # Anderson: damping in (0, 1] (1: the mix of the f(z_i) themselves)
+    fp_grad: str = "implicit"        # gradient through the solve: implicit (IFT), neumann (one step at z*),
+                                     # phantom (phantom_k steps from z*) or unroll (through every iteration)
+    phantom_k: int = 2               # phantom: steps of f with a graph from the detached fixed point
+    jac_penalty: float = 0.0         # weight of the Jacobian penalty ||df/dz||_F^2 / N at z* (Hutchinson), for
+                                     # the training loss to add (TRM.pop_jacobian_loss); 0 = off
 
     @property
     def prefix_len(self) -> int:
@@ -70,7 +89,19 @@ class ModelConfig:
         return self.recursion in ("singlez", "none")
 
     @property
+    def uses_solver(self) -> bool:
+        return self.solver != "unroll"
+
+    @property
+    def _fp_grad_calls(self) -> int:
+        """Calls of f after a solve (the gradient's steps: a graph in training, run without one otherwise)."""
+        return {"implicit": 1, "neumann": 1, "phantom": self.phantom_k}.get(self.fp_grad, 0)
+
+    @property
     def calls_per_recursion(self) -> int:
+        """Network calls of one latent recursion (a fixed-point solve: at most)."""
+        if self.uses_solver:
+            return self.max_iter + self._fp_grad_calls + 1
         return 1 if self.recursion == "none" else self.n + 1
 
     @property
@@ -81,6 +112,9 @@ class ModelConfig:
     @property
     def grad_calls_per_step(self) -> int:
         """Of those, the calls that build a graph in training."""
+        if self.uses_solver:  # the gradient's steps after the solve (unroll: every iteration) and the y update
+            per = (self._fp_grad_calls or self.max_iter) + 1
+            return per * (self.T if self.grad == "all" else 1)
         if self.grad == "all":
             return self.calls_per_step
         if self.grad == "one_step":
@@ -110,6 +144,26 @@ class ModelConfig:
         check_range("puzzle_emb_len", self.puzzle_emb_len, ge=0, note="0 = none")
         check_range("puzzle_emb_dim", self.puzzle_emb_dim, ge=0, le=self.puzzle_emb_len * self.d,
                     note="0 = none; at most puzzle_emb_len * d")
+        self._validate_fixed_point()
+
+    def _validate_fixed_point(self) -> None:
+        for k, allowed in (("solver", ("unroll", *SOLVERS)), ("fp_grad", FP_GRADS)):
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"{k} must be one of {', '.join(allowed)}, not '{getattr(self, k)}'")
+        if self.uses_solver and self.recursion != "trm":
+            raise ValueError(f"solver {self.solver} solves the z updates of recursion trm, not recursion "
+                             f"{self.recursion} (use solver unroll)")
+        for k in ("max_iter", "anderson_m", "phantom_k"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1, not {getattr(self, k)}")
+        if not 0 <= self.min_iter <= self.max_iter:
+            raise ValueError(f"min_iter must be in [0, max_iter={self.max_iter}], not {self.min_iter}")
+        if self.tol < 0 or self.jac_penalty < 0:
+            raise ValueError("tol and jac_penalty must be >= 0")
+        if not 0 < self.anderson_beta <= 1:
+            raise ValueError(f"anderson_beta must be in (0, 1], not {self.anderson_beta}")
+        if self.jac_penalty and not self.uses_solver:
+            raise ValueError("jac_penalty penalises a fixed-point solve: it needs solver fpi or anderson")
 
 
 class PuzzleEmbedding(nn.Module):
@@ -202,6 +256,8 @@ class TRM(nn.Module):
             self.register_buffer("y_init", trunc_normal_(torch.empty(d), 1.0))
         z_shape = (cfg.n, d) if cfg.recursion == "multiz" else (d,)
         self.register_buffer("z_init", trunc_normal_(torch.empty(z_shape), 1.0))
+        self._solves = SolveLog()  # fixed-point variant: the stats of every solve, until solver_stats() takes them
+        self._jac: torch.Tensor | None = None  # ... and the Jacobian penalty of the last forward with gradients
 
     # --- what the rest of trm uses -------------------------------------------------------------------------
     @property
@@ -220,6 +276,9 @@ class TRM(nn.Module):
         """Names of the calls of one supervision step, in order: 'r1.z1' .. 'r1.z{n}', 'r1.y', 'r2.z1', ...
         (singlez: its last call of a recursion 'r1.z'; none: 'r1.h'). The letter says which state it writes."""
         c = self.cfg
+        if c.uses_solver:
+            raise ValueError(f"solver {c.solver} makes a varying number of calls per recursion: naming and recording "
+                             "each call needs solver unroll")
         last = {"trm": "y", "multiz": "y", "singlez": "z"}
         per = (["h"] if c.recursion == "none" else [f"z{i + 1}" for i in range(c.n)] + [last[c.recursion]])
         return [f"r{r}.{name}" for r in range(1, c.T + 1) for name in per]
@@ -269,6 +328,11 @@ class TRM(nn.Module):
         """One latent recursion; its calls from index `grad_from` on build a graph (earlier ones do not)."""
         c, f_z = self.cfg, self.net
         f_y = self.net_y if self.net_y is not None else self.net
+        if c.recursion == "trm" and c.uses_solver:  # z solved, not iterated n times; f's calls all in the solve
+            k = c.calls_per_recursion
+            with torch.set_grad_enabled(torch.is_grad_enabled() and grad_from < k - 1):
+                z = self._solve_z(x, y, z)
+            return _call(f_y, y + z, grad_from < k), z
         if c.recursion == "trm":
             for i in range(c.n):
                 z = _call(f_z, z + y + x, i >= grad_from)
@@ -288,6 +352,40 @@ class TRM(nn.Module):
         z = _call(f_z, z + x, grad_from <= 0)  # none: one pass of the stack on the carried state plus x
         return z, z
 
+    def _solve_z(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """z* = f(z* + y + x) from the carried z, with the gradient cfg.fp_grad when autograd records."""
+        c, f = self.cfg, self.net
+
+        def g(h):
+            return f(h + y + x)
+        z, stats = fixed_point(g, z, solver=c.solver, grad=c.fp_grad, max_iter=c.max_iter, min_iter=c.min_iter,
+                               tol=c.tol, m=c.anderson_m, beta=c.anderson_beta, phantom_k=c.phantom_k,
+                               on_backward=lambda s: self._solves.add(s, backward=True))
+        self._solves.add(stats)
+        if c.jac_penalty and self.training and torch.is_grad_enabled():
+            p = jacobian_penalty(g, z)
+            self._jac = p if self._jac is None else self._jac + p
+        return z
+
+    def solver_stats(self) -> dict:
+        """Figures of the fixed-point solves since the last call (fixed_point.SolveLog.summary); clears them."""
+        return self._solves.summary()
+
+    @contextlib.contextmanager
+    def solves_apart(self):
+        """The solves inside the block go to a fresh log, yielded; the ones before (training's) are kept."""
+        saved, self._solves = self._solves, SolveLog()
+        try:
+            yield self._solves
+        finally:
+            self._solves = saved
+
+    def pop_jacobian_loss(self) -> torch.Tensor | None:
+        """jac_penalty x the Jacobian penalty at the solves with a graph of the last forward with gradients, a
+        scalar for the training loss to add (the mean over the batch, as the loss); None when off. Clears it."""
+        jac, self._jac = self._jac, None
+        return None if jac is None else self.cfg.jac_penalty * jac
+
     def _grad_from(self, r: int) -> int:
         """The first call of recursion r (0-based) that builds a graph (calls_per_recursion: none)."""
         c, k = self.cfg, self.cfg.calls_per_recursion
@@ -303,6 +401,8 @@ class TRM(nn.Module):
         Returns the detached carry for the next step and the y that carries this step's gradient.
         """
         y, z = carry.y, carry.z
+        if self.cfg.jac_penalty and torch.is_grad_enabled():
+            self._jac = None  # a penalty belongs to one forward's graph
         for r in range(self.cfg.T):
             y, z = self.latent_recursion(x, y, z, self._grad_from(r))
         z = z.detach()

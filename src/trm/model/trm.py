@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from .layers import Attention, Block, Linear, Rotary, SequenceSwiGLU, trunc_normal_
+from .ssd import SSD
 
+MIXERS = ("attention", "mlp", "ssd")
 RECURSIONS = ("trm", "singlez", "multiz", "none")
 GRADS = ("last", "one_step", "all")
 
@@ -42,8 +44,16 @@ class ModelConfig:
     L: int = 2                       # layers of each network (the paper: 2; HRM: 4 in each of its two)
     heads: int = 8                   # attention heads (attention mixer only)
     expansion: float = 4.0           # SwiGLU width as a multiple of d (rounded as the reference does)
-    mixer: str = "attention"         # token mixer: attention (with RoPE) or mlp (the paper's MLP-T, small fixed grids)
-    pos: str = "rope"                # positions: rope, learned or none (MLP-T needs none)
+    mixer: str = "attention"         # token mixer: attention (with RoPE), mlp (the paper's MLP-T, small fixed grids)
+                                     # or ssd (Mamba-2, arXiv 2602.12078)
+    pos: str = "rope"                # positions: rope, learned or none (MLP-T and SSD need none)
+    layer_pattern: str = ""          # per-layer mixers for hybrids, L of them: "ssd,attention" (empty: `mixer` in all)
+    ssd_state: int = 64              # SSD mixer (Mamba-2): state size N
+    ssd_head_dim: int = 32           # head width P (ssd_expand * d / P heads)
+    ssd_expand: int = 2              # inner width as a multiple of d
+    ssd_conv: int = 4                # kernel of the short causal conv before the scan
+    ssd_chunk: int = 64              # chunk length of the SSD scan (speed and memory only: same result for any)
+    ssd_bidirectional: bool = True   # also scan the reversed sequence and average (puzzles are not causal)
     recursion: str = "trm"           # trm (z from x+y+z, y from y+z), singlez, multiz (n latents) or none (transformer)
     networks: int = 1                # 1: one network for every update (TRM); 2: z and y updates apart (HRM)
     grad: str = "last"               # gradients through the last recursion (TRM), one_step (HRM) or all T
@@ -62,6 +72,11 @@ class ModelConfig:
     @property
     def total_len(self) -> int:
         return self.prefix_len + self.seq_len
+
+    @property
+    def layer_mixers(self) -> list[str]:
+        """The token mixer of each of the L layers."""
+        return [m.strip() for m in self.layer_pattern.split(",")] if self.layer_pattern else [self.mixer] * self.L
 
     @property
     def single_state(self) -> bool:
@@ -87,16 +102,26 @@ class ModelConfig:
         return self.calls_per_recursion
 
     def validate(self) -> None:
-        choices = {"mixer": ("attention", "mlp"), "pos": ("rope", "learned", "none"), "recursion": RECURSIONS,
+        choices = {"mixer": MIXERS, "pos": ("rope", "learned", "none"), "recursion": RECURSIONS,
                    "grad": GRADS}
         for k, allowed in choices.items():
             if getattr(self, k) not in allowed:
                 raise ValueError(f"{k} must be one of {', '.join(allowed)}, not '{getattr(self, k)}'")
+        mixers = self.layer_mixers
+        if self.layer_pattern and (any(m not in MIXERS for m in mixers) or len(mixers) != self.L):
+            raise ValueError(f"layer_pattern must name L={self.L} mixers from {', '.join(MIXERS)}, comma-separated, "
+                             f"not '{self.layer_pattern}'")
+        for k in ("ssd_state", "ssd_head_dim", "ssd_expand", "ssd_conv", "ssd_chunk"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1")
+        if "ssd" in mixers and self.ssd_expand * self.d % self.ssd_head_dim:
+            raise ValueError(f"ssd_expand * d = {self.ssd_expand * self.d} is not divisible by "
+                             f"ssd_head_dim={self.ssd_head_dim}")
         if self.networks not in (1, 2):
             raise ValueError(f"networks must be 1 or 2, not {self.networks}")
         if self.networks == 2 and self.single_state:
             raise ValueError(f"recursion {self.recursion} has one kind of update: networks must be 1")
-        if self.mixer == "attention" and (self.heads < 1 or self.d % self.heads):
+        if "attention" in mixers and (self.heads < 1 or self.d % self.heads):
             raise ValueError(f"d={self.d} is not divisible by heads={self.heads}")
         if self.puzzle_emb_dim > self.puzzle_emb_len * self.d:
             raise ValueError("puzzle_emb_dim must fit in puzzle_emb_len * d")
@@ -154,16 +179,19 @@ class StepOutput:
     q_continue: torch.Tensor   # (B,) continue logit (trained only with the optional Q-learning loss)
 
 
-def _mixer(cfg: ModelConfig, rotary: Rotary | None) -> nn.Module:
-    if cfg.mixer == "mlp":
+def _mixer(cfg: ModelConfig, kind: str, rotary: Rotary | None) -> nn.Module:
+    if kind == "mlp":
         return SequenceSwiGLU(cfg.total_len, cfg.expansion)
+    if kind == "ssd":  # reads order from its scan: no positions needed
+        return SSD(cfg.d, state=cfg.ssd_state, head_dim=cfg.ssd_head_dim, expand=cfg.ssd_expand, conv=cfg.ssd_conv,
+                   chunk=cfg.ssd_chunk, bidirectional=cfg.ssd_bidirectional, eps=cfg.norm_eps)
     return Attention(cfg.d, cfg.heads, rotary)
 
 
 def _network(cfg: ModelConfig, rotary: Rotary | None) -> nn.Sequential:
     """L post-norm blocks: the network f (the paper finds two layers generalise best)."""
-    return nn.Sequential(*(Block(mixer=_mixer(cfg, rotary), dim=cfg.d, expansion=cfg.expansion, eps=cfg.norm_eps)
-                           for _ in range(cfg.L)))
+    return nn.Sequential(*(Block(mixer=_mixer(cfg, kind, rotary), dim=cfg.d, expansion=cfg.expansion,
+                                 eps=cfg.norm_eps) for kind in cfg.layer_mixers))
 
 
 def _call(net: nn.Module, h: torch.Tensor, grad: bool) -> torch.Tensor:

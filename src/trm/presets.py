@@ -33,6 +33,11 @@ _PAPER_TRAIN = TrainConfig(batch_size=768, steps=65104, lr=1e-4, warmup_steps=20
 _ARC_TRAIN = replace(_PAPER_TRAIN, steps=525000, eval_every=52500, eval_limit=20000, puzzle_emb_lr=1e-2,
                      weight_decay=0.1, puzzle_emb_weight_decay=0.1)
 
+_ARC_MODEL = ModelConfig(vocab_size=12, seq_len=900, mixer="attention", pos="rope", n=4, T=3)
+# TRM + Mamba-2 (arXiv 2602.12078) at parameter parity with the attention model: d_inner = d and a wide state
+# (N 256, 8 heads of 64) give 1,057,816 weights a mixer against attention's 1,048,576 (docs/ssd.md)
+_ARC_SSD = dict(mixer="ssd", pos="none", ssd_expand=1, ssd_state=256, ssd_head_dim=64)
+
 _CPU_TRAIN = TrainConfig(batch_size=128, lr=1e-3, warmup_steps=200, weight_decay=0.1, beta2=0.95,
                          optimizer="adamw", loss="softmax", puzzle_emb_lr=1e-3, puzzle_emb_weight_decay=0.1,
                          checkpoint_every=250, checkpoint_minutes=5, log_every=10)
@@ -87,7 +92,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
             "exact": True, "train": 1000, "test": 1000, "seed": 0}),
     Preset("arc1", "TRM-Att on ARC-AGI-1 (training + concept + evaluation demos, 1000 versions a task), "
            "the paper's 44.6% pass@2 (4 H100, ~3 days)",
-           ModelConfig(vocab_size=12, seq_len=900, mixer="attention", pos="rope", n=4, T=3), _ARC_TRAIN,
+           _ARC_MODEL, _ARC_TRAIN,
+           {"task": "arc", "path": "data/arc1", "version": "arc1", "augments": 1000, "seed": 0}),
+    Preset("arc1-mamba2", "arc1 with bidirectional Mamba-2 (SSD) mixers in place of attention, at parameter parity "
+           "(TRM + Mamba-2, arXiv 2602.12078)",
+           replace(_ARC_MODEL, **_ARC_SSD), _ARC_TRAIN,
            {"task": "arc", "path": "data/arc1", "version": "arc1", "augments": 1000, "seed": 0}),
     Preset("arc2", "TRM-Att on ARC-AGI-2 (training2 + concept + evaluation2 demos), the paper's 7.8% pass@2",
            ModelConfig(vocab_size=12, seq_len=900, mixer="attention", pos="rope", n=4, T=3),
@@ -138,6 +147,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
           # 8 iterations: twice the n = 4 z-updates it replaces, so a solve may converge where 4 steps could not
           ("deq", "TRM-DEQ on the 6x6 testbed: z solved to a fixed point (Anderson, at most 8 iterations, tol "
            "1e-3), implicit gradient", dict(solver="anderson", fp_grad="implicit", max_iter=8, tol=1e-3), {}),
+          ("ssd", "bidirectional Mamba-2 (SSD) mixers in place of MLP-T on the 6x6 testbed (N 32, 6 heads of 16)",
+           dict(mixer="ssd", ssd_expand=1, ssd_state=32, ssd_head_dim=16), {}),
       ]),
 ]}
 

@@ -343,6 +343,8 @@ def reference_arch(cfg: ModelConfig, kind: str, dtype: str = "fp32") -> dict:
     if kind in ("hrm", "transformers_baseline") and cfg.prefix_len != math.ceil(cfg.puzzle_emb_dim / cfg.d):
         raise ReferenceError(f"the reference's {kind} reserves ceil(puzzle_emb_dim / d) prefix tokens, "
                              f"this model {cfg.prefix_len}")
+    if cfg.layer_mixers != [cfg.mixer] * cfg.L or cfg.mixer == "ssd":
+        raise ReferenceError("the reference code has neither an SSD mixer nor per-layer mixers (layer_pattern)")
     if cfg.mixer == "mlp" and kind != "trm":
         raise ReferenceError(f"the reference's {kind} has no MLP-T mixer")
     return arch

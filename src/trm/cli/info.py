@@ -24,7 +24,7 @@ def cmd_presets(args) -> None:
             f"recursion={m.recursion} networks={m.networks} grad={m.grad} "
         if m.uses_solver:
             variant += f"solver={m.solver} max_iter={m.max_iter} tol={m.tol:g} fp_grad={m.fp_grad} "
-        print(f"{'':20s} {variant}mixer={m.mixer} d={m.d} L={m.L} n={m.n} T={m.T} N_sup={m.N_sup} "
+        print(f"{'':20s} {variant}mixer={m.layer_pattern or m.mixer} d={m.d} L={m.L} n={m.n} T={m.T} N_sup={m.N_sup} "
               f"batch={p.train.batch_size} "
               f"steps={p.train.steps} lr={p.train.lr} data={p.data.get('path', '-')}")
     print("\ntest-time samplers (trm eval / solve / sweep --sampler NAME; flags override):")
@@ -36,7 +36,7 @@ def cmd_params(args) -> None:
     preset = resolve_preset(args)
     counts = count_parameters(TRM(preset.model))
     m = preset.model
-    print(f"preset {preset.name}: recursion={m.recursion} networks={m.networks} grad={m.grad} mixer={m.mixer} "
+    print(f"preset {preset.name}: recursion={m.recursion} networks={m.networks} grad={m.grad} mixer={m.layer_pattern or m.mixer} "
           f"d={m.d} L={m.L} n={m.n} T={m.T} vocab={m.vocab_size} seq_len={m.seq_len} prefix={m.prefix_len} "
           f"({m.calls_per_step} network calls per supervision step)")
     print(f"puzzle-embedding table (trained by sign-SGD, not counted below): {m.num_puzzle_ids} ids x "

@@ -36,7 +36,9 @@ from torch import nn
 from ..checks import check_choice, check_range
 from .fixed_point import FP_GRADS, SOLVERS, SolveLog, fixed_point, jacobian_penalty
 from .layers import Attention, Block, Linear, Rotary, SequenceSwiGLU, swiglu_hidden, trunc_normal_
+from .ssd import SSD
 
+MIXERS = ("attention", "mlp", "ssd")
 RECURSIONS = ("trm", "singlez", "multiz", "none")
 GRADS = ("last", "one_step", "all")
 
@@ -50,8 +52,16 @@ class ModelConfig:
     L: int = 2                       # layers of each network (the paper: 2; HRM: 4 in each of its two)
     heads: int = 8                   # attention heads (attention mixer only)
     expansion: float = 4.0           # SwiGLU width as a multiple of d (rounded as the reference does)
-    mixer: str = "attention"         # token mixer: attention (with RoPE) or mlp (the paper's MLP-T, small fixed grids)
-    pos: str = "rope"                # positions: rope, learned or none (MLP-T needs none)
+    mixer: str = "attention"         # token mixer: attention (with RoPE), mlp (the paper's MLP-T, small fixed grids)
+                                     # or ssd (Mamba-2, arXiv 2602.12078)
+    pos: str = "rope"                # positions: rope, learned or none (MLP-T and SSD need none)
+    layer_pattern: str = ""          # per-layer mixers for hybrids, L of them: "ssd,attention" (empty: `mixer` in all)
+    ssd_state: int = 64              # SSD mixer (Mamba-2): state size N
+    ssd_head_dim: int = 32           # head width P (ssd_expand * d / P heads)
+    ssd_expand: int = 2              # inner width as a multiple of d
+    ssd_conv: int = 4                # kernel of the short causal conv before the scan
+    ssd_chunk: int = 64              # chunk length of the SSD scan (speed and memory only: same result for any)
+    ssd_bidirectional: bool = True   # also scan the reversed sequence and average (puzzles are not causal)
     recursion: str = "trm"           # trm (z from x+y+z, y from y+z), singlez, multiz (n latents) or none (transformer)
     networks: int = 1                # 1: one network for every update (TRM); 2: z and y updates apart (HRM)
     grad: str = "last"               # gradients through the last recursion (TRM), one_step (HRM) or all T
@@ -82,6 +92,11 @@ class ModelConfig:
     @property
     def total_len(self) -> int:
         return self.prefix_len + self.seq_len
+
+    @property
+    def layer_mixers(self) -> list[str]:
+        """The token mixer of each of the L layers."""
+        return [m.strip() for m in self.layer_pattern.split(",")] if self.layer_pattern else [self.mixer] * self.L
 
     @property
     def single_state(self) -> bool:
@@ -124,7 +139,7 @@ class ModelConfig:
     def validate(self) -> None:
         """ValueError naming the field, its value and what is allowed (TRM() calls it; so does `trm train`
         before it loads anything)."""
-        choices = {"mixer": ("attention", "mlp"), "pos": ("rope", "learned", "none"), "recursion": RECURSIONS,
+        choices = {"mixer": MIXERS, "pos": ("rope", "learned", "none"), "recursion": RECURSIONS,
                    "grad": GRADS}
         for k, allowed in choices.items():
             check_choice(k, getattr(self, k), allowed)
@@ -134,17 +149,29 @@ class ModelConfig:
         for k in ("n", "T", "N_sup", "d", "L", "seq_len", "vocab_size", "num_puzzle_ids"):
             check_range(k, getattr(self, k), ge=1)
         check_range("heads", self.heads, ge=1)  # RoPE's head width is d // heads even without attention
-        if self.mixer == "attention" and self.d % self.heads:
+        if "attention" in self.layer_mixers and self.d % self.heads:
             raise ValueError(f"d must be divisible by heads for attention (got d={self.d}, heads={self.heads})")
         for k in ("expansion", "norm_eps", "rope_theta"):
             check_range(k, getattr(self, k), gt=0)
-        for width in (self.d, self.total_len) if self.mixer == "mlp" else (self.d,):
+        for width in (self.d, self.total_len) if "mlp" in self.layer_mixers else (self.d,):
             if swiglu_hidden(width, self.expansion) < 1:
                 raise ValueError(f"expansion must give a SwiGLU width >= 1 (got {self.expansion}: 0 of {width})")
         check_range("puzzle_emb_len", self.puzzle_emb_len, ge=0, note="0 = none")
         check_range("puzzle_emb_dim", self.puzzle_emb_dim, ge=0, le=self.puzzle_emb_len * self.d,
                     note="0 = none; at most puzzle_emb_len * d")
+        self._validate_ssd()
         self._validate_fixed_point()
+
+    def _validate_ssd(self) -> None:
+        mixers = self.layer_mixers
+        if self.layer_pattern and (any(m not in MIXERS for m in mixers) or len(mixers) != self.L):
+            raise ValueError(f"layer_pattern must name L={self.L} mixers from {', '.join(MIXERS)}, comma-separated, "
+                             f"not '{self.layer_pattern}'")
+        for k in ("ssd_state", "ssd_head_dim", "ssd_expand", "ssd_conv", "ssd_chunk"):
+            check_range(k, getattr(self, k), ge=1)
+        if "ssd" in mixers and self.ssd_expand * self.d % self.ssd_head_dim:
+            raise ValueError(f"ssd_expand * d = {self.ssd_expand * self.d} is not divisible by "
+                             f"ssd_head_dim={self.ssd_head_dim}")
 
     def _validate_fixed_point(self) -> None:
         for k, allowed in (("solver", ("unroll", *SOLVERS)), ("fp_grad", FP_GRADS)):
@@ -211,16 +238,19 @@ class StepOutput:
     q_continue: torch.Tensor   # (B,) continue logit (trained only with the optional Q-learning loss)
 
 
-def _mixer(cfg: ModelConfig, rotary: Rotary | None) -> nn.Module:
-    if cfg.mixer == "mlp":
+def _mixer(cfg: ModelConfig, kind: str, rotary: Rotary | None) -> nn.Module:
+    if kind == "mlp":
         return SequenceSwiGLU(cfg.total_len, cfg.expansion)
+    if kind == "ssd":  # reads order from its scan: no positions needed
+        return SSD(cfg.d, state=cfg.ssd_state, head_dim=cfg.ssd_head_dim, expand=cfg.ssd_expand, conv=cfg.ssd_conv,
+                   chunk=cfg.ssd_chunk, bidirectional=cfg.ssd_bidirectional, eps=cfg.norm_eps)
     return Attention(cfg.d, cfg.heads, rotary)
 
 
 def _network(cfg: ModelConfig, rotary: Rotary | None) -> nn.Sequential:
     """L post-norm blocks: the network f (the paper finds two layers generalise best)."""
-    return nn.Sequential(*(Block(mixer=_mixer(cfg, rotary), dim=cfg.d, expansion=cfg.expansion, eps=cfg.norm_eps)
-                           for _ in range(cfg.L)))
+    return nn.Sequential(*(Block(mixer=_mixer(cfg, kind, rotary), dim=cfg.d, expansion=cfg.expansion,
+                                 eps=cfg.norm_eps) for kind in cfg.layer_mixers))
 
 
 def _call(net: nn.Module, h: torch.Tensor, grad: bool) -> torch.Tensor:

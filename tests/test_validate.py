@@ -53,7 +53,7 @@ def test_train_config_names_field_value_and_range(field, value, words):
     (dict(expansion=0.0), "expansion must be > 0 (got 0.0)"),
     (dict(expansion=1e-4), "expansion must give a SwiGLU width >= 1"),
     (dict(n=0), "n must be >= 1 (got 0)"),
-    (dict(mixer="conv"), "mixer must be one of attention, mlp (got 'conv')"),
+    (dict(mixer="conv"), "mixer must be one of attention, mlp, ssd (got 'conv')"),
 ])
 def test_model_config_names_field_value_and_range(kw, words):
     with pytest.raises(ValueError) as e:

@@ -293,3 +293,18 @@ def test_deq_presets_are_their_bases_with_the_solver(cli):
     assert code == 0 and out.split()[-1] == cli("params", "--preset", "sudoku6-cpu")[1].split()[-1]  # no new weights
     code, _, err = cli("params", "--preset", "sudoku6-deq-cpu", "--fp_grad", "exact")
     assert code == 2 and err.count("\n") == 1 and "fp_grad must be one of implicit" in err
+
+
+def test_the_jacobian_penalty_reaches_the_training_loss(sort_data, tmp_path):
+    def one_step(weight):
+        model = ModelConfig(d=16, heads=2, mixer="mlp", pos="none", n=2, T=1, N_sup=2, puzzle_emb_len=1,
+                            puzzle_emb_dim=16, solver="anderson", max_iter=4, jac_penalty=weight)
+        cfg = TrainConfig(data=str(sort_data), out=str(tmp_path / f"run{weight}"), batch_size=8, steps=1, lr=1e-2,
+                          warmup_steps=0, optimizer="adamw", loss="softmax", ema=0, eval_every=0, dtype="fp32")
+        t = Trainer(model, cfg, progress=False)
+        t.train_step()
+        assert t.model.pop_jacobian_loss() is None  # taken by the step
+        return {k: v.clone() for k, v in t.model.state_dict().items()}
+
+    off, on = one_step(0.0), one_step(10.0)
+    assert any(not torch.equal(off[k], on[k]) for k in off)

@@ -377,7 +377,9 @@ class Trainer:
             if self.step_weights is not None else None
         parts = act_loss(out.logits, act.labels, out.q_halt, out.q_continue, loss=cfg.loss, q_continue_target=target,
                          loss_dtype=loss_dtype(self.device), weights=weights)
-        (parts.total / act.B).backward()  # DDP averages over processes: the mean over the global batch
+        loss = parts.total / act.B  # DDP averages over processes: the mean over the global batch
+        jac = self.model.pop_jacobian_loss()  # the fixed-point variant's Jacobian penalty (None when off)
+        (loss if jac is None else loss + jac).backward()
 
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import torch
@@ -28,7 +27,7 @@ from trm.model import TRM
 from trm.model.flops import eval_step_flops, train_step_flops
 from trm.optim import build_optimizer
 from trm.presets import PRESETS, get_preset
-from trm.runtime import autocast, pick_device, resolve_dtype, tune_allocator
+from trm.runtime import autocast, cpu_name, matmul_rate, pick_device, resolve_dtype, tune_allocator
 
 
 def sync(device):
@@ -36,31 +35,10 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def matmul_rate(device, dtype, sizes=(1024, 2048), seconds=3.0) -> float:
-    """The best square-matmul rate over `sizes`: the machine's practical ceiling for the steps' matmuls."""
-    best = 0.0
-    for n in sizes:
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        a @ b
-        sync(device)
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            a @ b
-            reps += 1
-        sync(device)
-        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0))
-    return best
-
-
 def machine(device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} logical CPUs"
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs"
 
 
 def timed(fn, device, seconds, warmup=2) -> float:

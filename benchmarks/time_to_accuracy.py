@@ -27,20 +27,13 @@ from pathlib import Path
 import step_speed  # benchmarks/ is on sys.path when this script runs
 import torch
 
-from trm.runtime import cpu_has_fast_bf16
+from trm.runtime import cpu_flags, cpu_has_fast_bf16
 
 THRESHOLDS = (0.01, 0.05, 0.10, 0.25, 0.50, 0.90)
 
 
 def machine() -> dict:
-    flags = set()
-    try:
-        line = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags"))
-        flags = {f for f in line.split(":", 1)[1].split() if f.startswith(("avx512", "amx")) or f == "avx2"}
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": step_speed.machine(torch.device("cpu")), "flags": sorted(flags),
-            "avx512_bf16": cpu_has_fast_bf16()}
+    return {"cpu": step_speed.machine(torch.device("cpu")), "flags": cpu_flags(), "avx512_bf16": cpu_has_fast_bf16()}
 
 
 def rates() -> dict:

@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -34,6 +35,59 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (else what platform knows)."""
+    try:
+        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector flags that decide a step's speed: avx2, avx512*, amx*."""
+    try:
+        line = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx512", "amx")) or f == "avx2")
+
+
+def matmul_rate(device, dtype, sizes=(1024, 2048), seconds=3.0) -> float:
+    """The best square-matmul rate (FLOP/s) over `sizes`: the machine's practical ceiling for the steps' matmuls."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        a @ b
+        sync()
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            reps += 1
+        sync()
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0))
+    return best
+
+
+def machine_record(seconds: float = 1.0) -> dict:
+    """What a CPU run's speed depends on: the model, its vector flags and its 1-thread matmul rate (measured
+    now, over `seconds`). bf16 is timed only with hardware bf16: the reference kernel takes seconds a matmul."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cpu = torch.device("cpu")
+    try:
+        fp32 = matmul_rate(cpu, torch.float32, (1024,), seconds)
+        bf16 = matmul_rate(cpu, torch.bfloat16, (1024,), seconds) if cpu_has_fast_bf16() else None
+    finally:
+        torch.set_num_threads(prev)
+    return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "flags": cpu_flags(),
+            "avx512_bf16": cpu_has_fast_bf16(), "fp32_1thread_gflops": round(fp32 / 1e9, 1),
+            "bf16_1thread_gflops": None if bf16 is None else round(bf16 / 1e9, 1)}
 
 
 def tune_allocator() -> bool:

@@ -6,6 +6,7 @@
     evaluate.py  trm eval, trm sweep
     solve.py     trm solve
     reference.py trm import, trm export (checkpoints of the official code)
+    claims.py    trm claims (the claims table, docs/claims.md)
     common.py    one-line errors, config fields as flags, presets, the test-time-scaling flags
     (trm.analysis.cli adds trm analyze)
 
@@ -24,7 +25,7 @@ from ..checkpoint import CheckpointError
 from ..data.format import DatasetError
 from ..data.recipes import shared_data_root
 from ..runtime import exit_worker, tune_allocator
-from . import data, evaluate, info, reference, solve, train
+from . import claims, data, evaluate, info, reference, solve, train
 from .common import Parser, UserError
 
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parsers(sub)
     solve.add_parsers(sub)
     reference.add_parsers(sub)
+    claims.add_parsers(sub)
     add_analyze_parser(sub)
     return p
 

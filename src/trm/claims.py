@@ -1,0 +1,506 @@
+"""The claims table: every arm of every claim of the papers, run over seeds on one CPU testbed, each run cached,
+and the verdicts written up as docs/claims.md (`trm claims`; what is claimed lives in trm.claims_spec).
+
+A run is one arm at one seed: a `trm train` (the budget counts training time only, one thread), or a
+`trm eval`/`trm sweep`/`trm analyze` on the checkpoint of a train arm at the same seed. Its folder is named by
+a hash of what decides its result (the arm's preset and flags, the seed, the testbed, the budget; not the
+commit, so a new commit reuses old runs: each run records its own commit). A finished run is reused, a killed
+`trm train` resumed from its checkpoint with the training time it has left. trm.claims_report writes the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .atomic import atomic_write_json
+
+Kind = Literal["train", "eval", "sweep", "analyze"]
+KINDS = ("train", "eval", "sweep", "analyze")
+Z = 2.0          # a difference counts when it is beyond Z combined standard errors
+MIN_SEEDS = 3    # fewer seeds: inconclusive, whatever the numbers
+TRAIN_OVERHEAD_MIN = 1.0  # CPU minutes a train run spends outside its budget (start, checkpoints, the final
+                          # evaluation of the EMA and the raw weights): for --dry-run's estimate only
+
+
+# --- the spec's types ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Testbed:
+    """One task and budget on which the default TRM lands in the middle (neither 0% nor 100% exact), so an
+    ablation's effect can show: the papers' regime of little data (few puzzles, heavy augmentation)."""
+    preset: str = "sudoku6-cpu"     # what every train arm starts from (an arm may name another preset)
+    size: int = 6                   # Sudoku grid side (trm data sudoku --size)
+    train_puzzles: int = 300        # generated training puzzles, augmented on the fly
+    test_puzzles: int = 1000        # held-out puzzles the final evaluation scores
+    data_seed: int = 0
+    minutes: float = 10.0           # training minutes per run (train clock, one thread); a claim may set its own
+    steps: int = 100_000            # optimizer steps at most: more than fit, so the minutes decide
+    flags: tuple[str, ...] = ("--eval_every", "0")  # on every train run, before the arm's own flags
+
+    def data_argv(self, out: Path) -> list[str]:
+        return ["data", "sudoku", "--size", str(self.size), "--generate", str(self.train_puzzles + self.test_puzzles),
+                "--test", str(self.test_puzzles), "--seed", str(self.data_seed), "--out", str(out)]
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str                       # what the number is, for the table
+    read: Callable[[dict], float]    # the number, from a run's result (eval.json, eval's JSON, sweep.json, report.json)
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    flags: tuple[str, ...] = ()      # flags of its trm command (train: on top of the preset and testbed flags)
+    kind: Kind = "train"
+    preset: str = ""                 # train: the preset (default: the testbed's)
+    on: str = ""                     # eval/sweep/analyze: the train arm of the claim whose checkpoints it uses
+    metric: Metric | None = None     # default: the claim's
+    minutes: float = 0.0             # eval/sweep/analyze: CPU minutes a run takes, roughly (for --dry-run)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One arm's numbers over seeds: mean, sample std (n - 1) and standard error."""
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / self.n if self.n else math.nan
+
+    @property
+    def std(self) -> float:
+        if self.n < 2:
+            return 0.0 if self.n else math.nan
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+    @property
+    def se(self) -> float:
+        return self.std / math.sqrt(self.n) if self.n else math.nan
+
+
+def _gap(a: Stats, b: Stats) -> tuple[float, float]:
+    """mean(a) - mean(b) and its combined standard error."""
+    return a.mean - b.mean, math.hypot(a.se, b.se)
+
+
+@dataclass(frozen=True)
+class Lower:
+    """Arm `arm` scores lower than arm `than`."""
+    arm: str
+    than: str
+
+    def arms(self) -> tuple[str, ...]:
+        return self.arm, self.than
+
+    def judge(self, s: dict[str, Stats]) -> str:
+        d, se = _gap(s[self.than], s[self.arm])
+        return "holds" if d > Z * se else "does not hold" if d < -Z * se else "inconclusive"
+
+    def describe(self) -> str:
+        return f"{self.arm} lower than {self.than}"
+
+
+@dataclass(frozen=True)
+class Higher(Lower):
+    """Arm `arm` scores higher than arm `than`."""
+
+    def judge(self, s: dict[str, Stats]) -> str:
+        return Lower(self.than, self.arm).judge(s)
+
+    def describe(self) -> str:
+        return f"{self.arm} higher than {self.than}"
+
+
+@dataclass(frozen=True)
+class Close:
+    """Arms `arm` and `to` differ by less than `within` (a fraction: 0.02 = 2 points)."""
+    arm: str
+    to: str
+    within: float
+
+    def arms(self) -> tuple[str, ...]:
+        return self.arm, self.to
+
+    def judge(self, s: dict[str, Stats]) -> str:
+        d, se = _gap(s[self.arm], s[self.to])
+        return ("holds" if abs(d) + Z * se < self.within else "does not hold" if abs(d) - Z * se > self.within
+                else "inconclusive")
+
+    def describe(self) -> str:
+        return f"{self.arm} within {100 * self.within:g} points of {self.to}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """Arm `arm` scores between lo and hi (hi = inf: above lo)."""
+    arm: str
+    lo: float
+    hi: float = math.inf
+
+    def arms(self) -> tuple[str, ...]:
+        return (self.arm,)
+
+    def judge(self, s: dict[str, Stats]) -> str:
+        a = s[self.arm]
+        lo, hi = a.mean - Z * a.se, a.mean + Z * a.se
+        if self.lo < lo and hi < self.hi:
+            return "holds"
+        return "does not hold" if hi < self.lo or lo > self.hi else "inconclusive"
+
+    def describe(self) -> str:
+        if math.isinf(self.hi):
+            return f"{self.arm} above {100 * self.lo:g}%"
+        return f"{self.arm} between {100 * self.lo:g}% and {100 * self.hi:g}%"
+
+
+Rule = Lower | Higher | Close | Range
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A plot of one arm's runs, mean +- std over seeds: `series` turns a run's result into named (xs, ys)."""
+    arm: str
+    title: str
+    xlabel: str
+    ylabel: str
+    series: Callable[[dict], dict[str, tuple[list[float], list[float]]]]
+    xlog: bool = False
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str                        # what --claims selects
+    source: str                      # the paper and its table or section
+    paper_figure: str                # the paper's number(s), as the paper gives them
+    statement: str                   # the claim in words, and how our arms test it
+    arms: tuple[Arm, ...]
+    metric: Metric
+    rule: Rule
+    budget: float | None = None      # training minutes per run (None: the testbed's)
+    curve: Curve | None = None
+    waits_for: str = ""              # the issue whose flags the arms need: not run until they exist
+
+
+@dataclass(frozen=True)
+class Spec:
+    testbed: Testbed
+    claims: tuple[Claim, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    def validate(self) -> None:
+        """Mistakes in the spec, as one line each (a typo in an arm's name surfaces here, not hours later)."""
+        names = [c.name for c in self.claims]
+        if len(set(names)) != len(names):
+            raise ValueError(f"claims spec: a claim name appears twice in {', '.join(names)}")
+        for c in self.claims:
+            arms = {a.name: a for a in c.arms}
+            if len(arms) != len(c.arms):
+                raise ValueError(f"claims spec: claim {c.name} names an arm twice")
+            for a in c.arms:
+                if a.kind not in KINDS:
+                    raise ValueError(f"claims spec: arm {c.name}/{a.name} has kind {a.kind!r} (one of {KINDS})")
+                if (a.kind == "train") == bool(a.on) or (a.on and arms.get(a.on, a).kind != "train"):
+                    raise ValueError(f"claims spec: arm {c.name}/{a.name}: a {a.kind} arm "
+                                     + ("names no train arm" if a.kind != "train" else "cannot be 'on' another arm")
+                                     + " (on= names a train arm of the same claim)")
+            missing = [a for a in c.rule.arms() if a not in arms]
+            if missing or (c.curve and c.curve.arm not in arms):
+                raise ValueError(f"claims spec: claim {c.name} refers to arm {(missing or [c.curve.arm])[0]}, "
+                                 f"not among {', '.join(arms)}")
+
+    def select(self, names: list[str] | None) -> list[Claim]:
+        if not names:
+            return list(self.claims)
+        known = {c.name: c for c in self.claims}
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise ValueError(f"--claims: unknown claim '{bad[0]}' (trm claims --list; one of {', '.join(known)})")
+        return [known[n] for n in dict.fromkeys(names)]
+
+
+# --- metrics -------------------------------------------------------------------------------------------
+def path(*keys) -> Callable[[dict], float]:
+    """The number at result[k0][k1]... (ints index lists)."""
+    def read(r: dict) -> float:
+        for k in keys:
+            r = r[k]
+        return float(r)
+    return read
+
+
+def sweep_point(metric: str, *, D: int, K: int = 1, deterministic: bool = False, sigma: float | None = None,
+                noise: str | None = None) -> Callable[[dict], float]:
+    """One number of a `trm sweep`'s sweep.json: the row at D (and K, sigma, noise; no early stop)."""
+    def read(r: dict) -> float:
+        for row in r["rows"]:
+            if (row["D"] == D and bool(row["deterministic"]) == deterministic and not row.get("stop_after")
+                    and (deterministic or (row["K"] == K and (sigma is None or row["sigma"] == sigma)
+                                           and (noise is None or row["noise"] == noise)))):
+                return float(row[metric])
+        raise KeyError(f"no sweep row at D {D}, K {K}")
+    return read
+
+
+# --- runs ----------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    key: str
+    kind: Kind
+    dir: Path
+    argv: list[str]                   # the trm command of a fresh start (train) or of the run (the others)
+    ident: dict                       # what the key hashes
+    minutes: float                    # CPU minutes, roughly
+    parent: Run | None = None
+    labels: list[str] = field(default_factory=list)  # claim/arm seed S, for every claim that uses it
+
+    @property
+    def result_path(self) -> Path:
+        return self.dir / {"train": "eval.json", "eval": "result.json", "sweep": "sweep.json",
+                           "analyze": "report/report.json"}[self.kind]
+
+    def done(self) -> bool:
+        return self.result_path.is_file()
+
+    def result(self) -> dict | None:
+        try:
+            return json.loads(self.result_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def _key(ident: dict) -> str:
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Plan:
+    data: Path
+    runs: dict[str, Run]                       # by key, train runs first
+    of: dict[tuple[str, str, int], Run]        # (claim, arm, seed) -> run
+    budgets: dict[str, float]                  # claim -> training minutes per run
+
+
+def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes: float | None = None) -> Plan:
+    """Every run the claims need at these seeds (shared runs once), with their folders under cache/runs."""
+    tb = spec.testbed
+    data_ident = {"size": tb.size, "train": tb.train_puzzles, "test": tb.test_puzzles, "seed": tb.data_seed}
+    data = cache / "data" / f"sudoku{tb.size}-{tb.train_puzzles}-{_key(data_ident)[:8]}"
+    runs: dict[str, Run] = {}
+    of, budgets = {}, {}
+    for c in claims:
+        budget = minutes if minutes is not None else c.budget if c.budget is not None else tb.minutes
+        budgets[c.name] = budget
+        for a in sorted(c.arms, key=lambda a: a.kind != "train"):  # a checkpoint's run before the runs on it
+            for s in seeds:
+                if a.kind == "train":
+                    preset = a.preset or tb.preset
+                    ident = {"kind": "train", "preset": preset, "flags": [*tb.flags, *a.flags], "seed": s,
+                             "data": data.name, "steps": tb.steps, "minutes": budget}
+                    key = _key(ident)
+                    d = cache / "runs" / f"train-{key}"
+                    argv = ["train", "--preset", preset, *tb.flags, *a.flags, "--data", str(data), "--seed", str(s),
+                            "--steps", str(tb.steps), "--time-budget", f"{budget:g}", "--budget_clock", "train",
+                            "--threads", "1", "--quiet", "--out", str(d)]
+                    run = Run(key, "train", d, argv, ident, budget + TRAIN_OVERHEAD_MIN)
+                else:
+                    parent = of[(c.name, a.on, s)]
+                    ident = {"kind": a.kind, "flags": list(a.flags), "on": parent.key}
+                    key = _key(ident)
+                    d = cache / "runs" / f"{a.kind}-{key}"
+                    common = ["--checkpoint", str(parent.dir), "--data", str(data)]
+                    argv = {"eval": ["eval", *common, "--json", "--quiet", *a.flags],
+                            "sweep": ["sweep", *common, "--out", str(d), "--quiet", *a.flags],
+                            "analyze": ["analyze", *common, "--out", str(d / "report"), "--overwrite", "--quiet",
+                                        *a.flags]}[a.kind]
+                    run = Run(key, a.kind, d, argv, ident, a.minutes, parent)
+                run = runs.setdefault(key, run)
+                run.labels.append(f"{c.name}/{a.name} seed {s}")
+                of[(c.name, a.name, s)] = run
+    ordered = dict(sorted(runs.items(), key=lambda kv: kv[1].kind != "train"))
+    return Plan(data, ordered, of, budgets)
+
+
+def resume_argv(run: Run) -> list[str]:
+    """`trm train --resume` of a killed run, with the training time it has left; a run whose training had
+    ended (killed in its final evaluation) only evaluates."""
+    from .checkpoint import load_train_state, resolve_checkpoint
+    st = load_train_state(resolve_checkpoint(run.dir))
+    left = run.ident["minutes"] * 60 - float(st.get("train_seconds", 0.0))
+    step, horizon = int(st["step"]), int(st.get("horizon", 0))
+    argv = ["train", "--resume", str(run.dir), "--threads", "1", "--quiet"]
+    if step >= horizon or left < 1.0:
+        return argv + ["--time-budget", "0", "--steps", str(step)]  # no more steps: the final evaluation only
+    return argv + ["--time-budget", f"{left / 60:.4f}"]
+
+
+def next_argv(run: Run) -> list[str]:
+    """What to run now: resume a killed train run, else the run's own command."""
+    if run.kind == "train" and (run.dir / "checkpoint").exists():
+        return resume_argv(run)
+    return run.argv
+
+
+@dataclass
+class Outcome:
+    ran: list[Run] = field(default_factory=list)
+    reused: list[Run] = field(default_factory=list)
+    failed: list[Run] = field(default_factory=list)
+    skipped: list[Run] = field(default_factory=list)  # a test-time run whose checkpoint failed
+
+
+Launch = Callable[[list[str], Path, Path], int]  # (trm argv, stdout file, stderr file) -> exit code
+
+
+def subprocess_launch(prefix: list[str] | None = None) -> Launch:
+    """Each run as its own process (`python -m trm.cli ...` by default), on one thread."""
+    prefix = prefix or [sys.executable, "-m", "trm.cli"]
+
+    def launch(argv: list[str], stdout: Path, stderr: Path) -> int:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        with open(stdout, "a") as fo, open(stderr, "a") as fe:
+            return subprocess.run([*prefix, *argv], stdout=fo, stderr=fo if stdout == stderr else fe,
+                                  env=env).returncode
+    return launch
+
+
+def execute(p: Plan, *, jobs: int = 1, launch: Launch | None = None, provenance: dict | None = None,
+            log=print) -> Outcome:
+    """Run what is not finished, `jobs` at a time (each on one thread): the train runs, then the runs on
+    their checkpoints. A failed run is reported and the others go on. `provenance` (the machine, commit and
+    environment of this invocation) goes into each run's claims_run.json; `launch` starts a trm command
+    (default: a subprocess)."""
+    launch = launch or subprocess_launch()
+    out = Outcome()
+    for phase in ("train", "test"):
+        todo = []
+        for run in p.runs.values():
+            if (run.kind == "train") != (phase == "train"):
+                continue
+            if run.done():
+                out.reused.append(run)
+            elif run.parent is not None and not run.parent.done():
+                out.skipped.append(run)
+            else:
+                todo.append(run)
+        if jobs > 1:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                oks = list(pool.map(lambda r: _run_one(r, launch, provenance, log), todo))
+        else:
+            oks = [_run_one(r, launch, provenance, log) for r in todo]
+        for run, ok in zip(todo, oks):
+            (out.ran if ok else out.failed).append(run)
+    return out
+
+
+def _run_one(run: Run, launch: Launch, provenance: dict | None, log) -> bool:
+    run.dir.mkdir(parents=True, exist_ok=True)
+    try:
+        argv = next_argv(run)
+    except Exception as e:  # a checkpoint that cannot be read: this run fails, the others go on
+        log(f"  {run.labels[0]}: cannot resume {run.dir} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            f"remove it to start the run over")
+        return False
+    record = {"key": run.key, "ident": run.ident, "used_by": run.labels, "command": ["trm", *argv],
+              **(provenance or {}), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_json(run.dir / "claims_run.json", record)
+    log(f"[{time.strftime('%H:%M:%S')}] {run.labels[0]}: trm {shlex.join(argv)}")
+    logfile, stdout = run.dir / "claims.log", run.dir / "stdout.json"
+    if run.kind == "eval":
+        stdout.unlink(missing_ok=True)
+    t0 = time.monotonic()
+    code = launch(argv, stdout if run.kind == "eval" else logfile, logfile)
+    ok = code == 0
+    if ok and run.kind == "eval":  # `trm eval --json` prints one JSON object: the result
+        try:
+            atomic_write_json(run.result_path, json.loads(stdout.read_text().strip().splitlines()[-1]))
+        except (OSError, ValueError, IndexError):
+            ok = False
+    ok = ok and run.done()
+    record.update(returncode=code, seconds=round(time.monotonic() - t0, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    atomic_write_json(run.dir / "claims_run.json", record)
+    if not ok:
+        log(f"  failed (exit {code}): see {logfile}")
+    return ok
+
+
+def build_data(spec: Spec, data: Path, *, workers: int | None = None, progress: bool = False) -> None:
+    """The testbed's dataset, once (what `trm data sudoku` with Testbed.data_argv builds)."""
+    if (data / "meta.json").is_file():
+        return
+    from .data.sudoku import build_sudoku
+    tb = spec.testbed
+    build_sudoku(data, size=tb.size, generate=tb.train_puzzles + tb.test_puzzles, test=tb.test_puzzles,
+                 seed=tb.data_seed, workers=workers, progress=progress)
+
+
+def provenance(matmul_seconds: float = 1.0) -> dict:
+    """What every run of this invocation records besides its own files: the machine, the commit, the versions."""
+    import torch
+
+    from .runtime import environment, git_commit, machine_record
+    return {"machine": machine_record(matmul_seconds), "git_commit": git_commit(),
+            "environment": environment(torch.device("cpu"))}
+
+
+# --- aggregation ---------------------------------------------------------------------------------------
+@dataclass
+class ArmResult:
+    arm: Arm
+    stats: Stats
+    seeds: list[int]
+    runs: list[Run]                  # of the seeds with a number
+    failed: list[int]                # seeds whose run exists but gave no number
+
+
+def aggregate(claim: Claim, p: Plan, seeds: list[int]) -> dict[str, ArmResult]:
+    out = {}
+    for a in claim.arms:
+        metric = a.metric or claim.metric
+        values, ok_seeds, runs, failed = [], [], [], []
+        for s in seeds:
+            run = p.of.get((claim.name, a.name, s))
+            r = run.result() if run is not None else None
+            if r is None:
+                continue
+            try:
+                v = metric.read(r)
+            except (KeyError, IndexError, TypeError, ValueError, ArithmeticError):
+                v = math.nan
+            if math.isfinite(v):
+                values.append(v)
+                ok_seeds.append(s)
+                runs.append(run)
+            else:
+                failed.append(s)
+        out[a.name] = ArmResult(a, Stats(tuple(values)), ok_seeds, runs, failed)
+    return out
+
+
+def verdict(claim: Claim, arms: dict[str, ArmResult]) -> str:
+    """The rule on the arms' numbers; 'inconclusive (n seeds)' below MIN_SEEDS; 'not run' without numbers."""
+    if claim.waits_for and not all(arms[a].stats.n for a in claim.rule.arms()):
+        return f"waiting ({claim.waits_for})"
+    stats = {name: r.stats for name, r in arms.items()}
+    n = min(stats[a].n for a in claim.rule.arms())
+    if n == 0:
+        return "not run"
+    if n < MIN_SEEDS:
+        return f"inconclusive ({n} seed{'s' if n > 1 else ''})"
+    return claim.rule.judge(stats)

@@ -1,0 +1,219 @@
+"""docs/claims.md from the runs in the claims cache: the testbed, the verdict rule, one row per claim, each
+claim's arms with their commands, the machines and commits of the runs, and the plots (docs/claims/)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+from .atomic import atomic_file, atomic_write_bytes
+from .claims import MIN_SEEDS, Z, ArmResult, Claim, Plan, Run, Spec, Stats, aggregate, verdict
+
+
+def _pm(s: Stats) -> str:
+    if not s.n:
+        return "-"
+    return f"{100 * s.mean:.1f} ± {100 * s.std:.1f}%"
+
+
+def _cmd(argv: list[str]) -> str:
+    return "trm " + shlex.join(argv)
+
+
+def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
+    """docs/claims.md (atomically) and its plots in docs/claims/, from what the cache holds for every claim of
+    `p` (plan them all, not only those run now)."""
+    tb = spec.testbed
+    rows, sections, plots = [], [], []
+    machines, commits = {}, set()
+    for c in spec.claims:
+        arms = aggregate(c, p, seeds)
+        v = verdict(c, arms)
+        n = min(arms[a].stats.n for a in c.rule.arms())
+        ours = " vs ".join(f"{a} {_pm(arms[a].stats)}" for a in c.rule.arms()) \
+            if any(arms[a].stats.n for a in c.rule.arms()) else "-"
+        budget = p.budgets[c.name]
+        keys = {p.of[(c.name, a.name, s)].key: a.kind for a in c.arms for s in seeds}
+        n_train = sum(k == "train" for k in keys.values())
+        n_other = len(keys) - n_train
+        cost = f"{budget:g} min x {n_train} train runs" + (f" + {n_other} on their checkpoints" if n_other else "")
+        rows.append(f"| {c.name} | {c.source} | {c.paper_figure} | {ours} | {n} | **{v}** | {cost} | "
+                    f"`trm claims --claims {c.name}` |")
+        lines = [f"### {c.name}", "", c.statement, "",
+                 f"Rule: {c.rule.describe()} ({_metrics(c)}). Verdict: **{v}**.", "",
+                 "| arm | kind | per seed (%) | mean ± std (n) | SE | command (first seed) |",
+                 "|---|---|---|---|---|---|"]
+        for name, r in arms.items():
+            lines.append(_arm_row(name, r, p, p.of.get((c.name, name, seeds[0]))))
+            for run in r.runs:
+                rec = _read_json(run.dir / "claims_run.json") or {}
+                if rec.get("machine"):
+                    machines[rec["machine"].get("cpu", "?")] = rec["machine"]
+                commits.add(rec.get("git_commit") or "unknown")
+        if c.curve is not None:
+            img = _plot(c, arms, out.parent / "claims" / f"{c.name}.png")
+            if img is not None:
+                rel = img.relative_to(out.parent).as_posix()
+                lines += ["", f"![{c.curve.title}]({rel})"]
+                plots.append(f"- [{c.curve.title}]({rel}) ({c.name})")
+        sections.append("\n".join(lines))
+    text = _TEMPLATE.format(
+        date=time.strftime("%Y-%m-%d"),
+        preset=tb.preset, size=tb.size, train=tb.train_puzzles, test=tb.test_puzzles, seed=tb.data_seed,
+        minutes=f"{tb.minutes:g}", steps=tb.steps, flags=" ".join(tb.flags) or "none",
+        data_cmd=_cmd(tb.data_argv(Path("DATA"))), data=p.data, seeds=", ".join(map(str, seeds)), z=f"{Z:g}",
+        min_seeds=MIN_SEEDS, commits=", ".join(sorted(commits)) or "none yet",
+        machines="\n".join(f"- {_machine_line(m)}" for m in machines.values()) or "- none yet (no run recorded)",
+        rows="\n".join(rows), sections="\n\n".join(sections), plots="\n".join(plots) or "None yet.")
+    atomic_write_bytes(out, text.encode())
+    return out
+
+
+def _metrics(c: Claim) -> str:
+    """What the rule's arms measure: the claim's metric, or each arm's own."""
+    arms = {a.name: a for a in c.arms}
+    labels = {name: (arms[name].metric or c.metric).label for name in c.rule.arms()}
+    if len(set(labels.values())) == 1:
+        return next(iter(labels.values()))
+    return "; ".join(f"{name}: {label}" for name, label in labels.items())
+
+
+def _arm_row(name: str, r: ArmResult, p: Plan, run: Run | None) -> str:
+    subst = {str(p.data): "DATA"}
+    if run is not None:
+        subst[str(run.dir)] = "RUN"
+        if run.parent is not None:
+            subst[str(run.parent.dir)] = "CKPT"
+    cmd = _cmd([subst.get(x, x) for x in run.argv]) if run is not None else "-"
+    per = ", ".join(f"s{s}: {100 * x:.1f}" for s, x in zip(r.seeds, r.stats.values)) or "-"
+    if r.failed:
+        per += f" (no number: seed {', '.join(map(str, r.failed))})"
+    if r.arm.kind == "train" and r.runs:  # the steps a budget in minutes allowed
+        steps = [(x.result() or {}).get("step", 0) for x in r.runs]
+        per += f"; {min(steps)}-{max(steps)} steps" if min(steps) != max(steps) else f"; {steps[0]} steps"
+    if not r.stats.n:
+        return f"| {name} | {r.arm.kind} | {per} | - | - | `{cmd}` |"
+    return f"| {name} | {r.arm.kind} | {per} | {_pm(r.stats)} ({r.stats.n}) | {100 * r.stats.se:.1f} | `{cmd}` |"
+
+
+def _read_json(p: Path) -> dict | None:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _machine_line(m: dict) -> str:
+    bf16 = m.get("bf16_1thread_gflops")
+    return (f"{m.get('cpu')} ({m.get('logical_cpus')} logical CPUs; {' '.join(m.get('flags') or []) or 'no AVX2'}; "
+            f"1-thread matmul fp32 {m.get('fp32_1thread_gflops')} GFLOP/s"
+            + (f", bf16 {bf16} GFLOP/s" if bf16 is not None else ", no hardware bf16") + ")")
+
+
+def _plot(c: Claim, arms: dict[str, ArmResult], path: Path) -> Path | None:
+    """The curve of the claim's arm: each series' mean over the seeds, the band one std."""
+    runs = arms[c.curve.arm].runs
+    per_seed = []
+    for run in runs:
+        try:
+            per_seed.append(c.curve.series(run.result() or {}))
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+    if not per_seed:
+        return None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (xs, _) in per_seed[0].items():
+        ys = [s[name][1] for s in per_seed if name in s and list(s[name][0]) == list(xs)]
+        mean = [sum(v) / len(v) for v in zip(*ys)]
+        sd = [Stats(tuple(v)).std for v in zip(*ys)]
+        ax.plot(xs, [100 * m for m in mean], "o-", ms=4, label=f"{name} ({len(ys)} seed{'s' if len(ys) > 1 else ''})")
+        ax.fill_between(xs, [100 * (m - d) for m, d in zip(mean, sd)], [100 * (m + d) for m, d in zip(mean, sd)],
+                        alpha=0.2)
+    ax.set(xlabel=c.curve.xlabel, ylabel=c.curve.ylabel, title=c.curve.title,
+           xscale="log" if c.curve.xlog else "linear")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
+_TEMPLATE = """# Claims: the papers' figures beside ours
+
+Each row is a claim of the TRM paper (arXiv 2510.04871), the PTRM paper (arXiv 2605.19943) or this project's
+attractor study, tested on one small CPU testbed over several seeds. Written by `trm claims` on {date} from
+the runs in its cache; do not edit by hand. The claims, their arms and their rules are Python in
+`src/trm/claims_spec.py`, the runner is `src/trm/claims.py`.
+
+Regenerate everything with `trm claims` (hours of CPU: `trm claims --dry-run` lists the runs and their cost,
+`--jobs N` runs N at a time, one core each), one row with the command in its last column. Runs are cached
+(`--cache`, default `runs/claims`): a killed sweep resumes where it stopped, finished runs are reused.
+`trm claims --report` rewrites this file from the cache without running anything.
+
+Why a command and not a script in benchmarks/: the table is the evidence behind what the README says trm
+reproduces, so anyone who installs trm should be able to rerun a row and check it, with the same caching and
+records as the runs here; benchmarks/ measure speed on the machine at hand and are not installed.
+
+## The testbed
+
+Preset `{preset}` on {size}x{size} minimal Sudoku: {train} generated training puzzles (augmented on the fly) and
+{test} held-out test puzzles, data seed {seed}, built once into `{data}` by the equivalent of
+
+    {data_cmd}
+
+Every training run: {minutes} minutes of training time (`--budget_clock train`: evaluations and checkpoints
+not counted; the lr schedule is fitted to the steps that fit), at most {steps} steps, one thread, flags
+`{flags}`, then the final evaluation of the EMA weights on every test puzzle. Seeds: {seeds}. A budget in
+minutes makes the step count depend on the machine: each arm's steps are listed below, and the machine of
+every run is recorded. In the commands below DATA is the dataset, RUN the run's folder in the cache and CKPT
+the train run whose checkpoint a test-time run uses.
+
+The testbed (puzzles, minutes) is `TESTBED` in `src/trm/claims_spec.py`, to be set once measured: the
+`testbed` row checks that the default TRM lands in the middle (`trm claims --claims testbed --seeds 0` is a
+10-minute probe).
+
+## The verdict rule
+
+An arm's number is its mean over seeds, with the sample standard deviation (n - 1) and the standard error
+SE = std / sqrt(n). A difference d between two arms is weighed against their combined SE = sqrt(SE_a^2 + SE_b^2):
+
+- "A lower (higher) than B" holds when A is below (above) B by more than {z} SE, does not hold when it is
+  above (below) by more than {z} SE, and is inconclusive otherwise.
+- "A within m points of B" holds when |d| + {z} SE < m, does not hold when |d| - {z} SE > m.
+- "A between lo and hi" holds when mean +- {z} SE lies inside, does not hold when it lies wholly outside.
+- With fewer than {min_seeds} seeds a row is "inconclusive (n seeds)", whatever the numbers; "not run" has no
+  run yet; "waiting" needs flags that other work is building (its arms are written, and run once they exist).
+
+The paper's figures are at the paper's scale (Sudoku-Extreme 9x9, 65k steps on a GPU); ours are on the
+testbed, so a row compares the direction of an effect, not its size.
+
+## Table
+
+| claim | source | paper | ours: mean ± std | seeds | verdict | budget | command |
+|---|---|---|---|---|---|---|---|
+{rows}
+
+## The machines
+
+{machines}
+
+Commits of the runs: {commits}.
+
+## Claims and their arms
+
+{sections}
+
+## Plots
+
+{plots}
+"""

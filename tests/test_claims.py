@@ -1,0 +1,224 @@
+"""The claims table's machinery on a smoke spec: 4x4 Sudoku, a 4-step model, runs of seconds."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+import trm
+from trm import claims as cl
+from trm import claims_spec
+from trm.claims import (Arm, Claim, Close, Higher, Lower, Range, Spec, Stats, aggregate, build_data, execute,
+                        next_argv, plan, verdict)
+from trm.claims_report import write_report
+
+TESTBED = cl.Testbed(preset="sudoku4-cpu", size=4, train_puzzles=40, test_puzzles=12, minutes=0.5, steps=4,
+                     flags=("--d", "16", "--heads", "2", "--n", "1", "--T", "1", "--N_sup", "2", "--puzzle_emb_dim",
+                            "16", "--batch_size", "8", "--eval_every", "0", "--dtype", "fp32"))
+BASE = Arm("base")
+SMOKE = Spec(TESTBED, (
+    Claim("ema", "smoke", "1% vs 2%", "no EMA is worse", (BASE, Arm("no-ema", ("--ema", "0"))), claims_spec.EXACT,
+          Lower("no-ema", "base")),
+    Claim("sampled", "smoke", "-", "K noisy rollouts on base's checkpoints",
+          (BASE, Arm("noisy", ("--K", "2", "--sigma", "0.3", "--limit", "6"), "eval", on="base")),
+          claims_spec.BEST_Q, Range("noisy", 0.0)),
+    Claim("later", "smoke", "-", "waits", (BASE, Arm("new-flag", ("--no-such-flag",))), claims_spec.EXACT,
+          Close("new-flag", "base", 0.05), waits_for="another issue (--no-such-flag)"),
+), seeds=(0, 1))
+PROVENANCE = {"machine": {"cpu": "smoke CPU", "logical_cpus": 2, "flags": ["avx2"], "fp32_1thread_gflops": 1.0,
+                          "bf16_1thread_gflops": None}, "git_commit": "0123abc"}
+
+
+def in_process(argv, stdout, stderr):
+    """A run in this process: no interpreter and torch import per run (the subprocess path is tested below)."""
+    import contextlib
+
+    from trm.cli import main
+    with open(stdout, "a") as fo, open(stderr, "a") as fe, contextlib.redirect_stdout(fo), \
+            contextlib.redirect_stderr(fe):
+        return main(argv)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """The ema and sampled claims run once at seeds 0, 1: 4 train runs (base is shared) and 2 evaluations."""
+    cache = tmp_path_factory.mktemp("claims") / "cache"
+    p = plan(SMOKE, cache, list(SMOKE.claims[:2]), [0, 1])
+    build_data(SMOKE, p.data, workers=1)
+    outcome = execute(p, launch=in_process, provenance=PROVENANCE, log=lambda *a: None)
+    return cache, p, outcome
+
+
+def test_every_arm_and_seed_runs_once_and_records_what_traces_it(swept):
+    cache, p, outcome = swept
+    assert not outcome.failed and not outcome.reused
+    assert sorted(r.kind for r in outcome.ran) == ["eval", "eval", "train", "train", "train", "train"]
+    assert p.of[("ema", "base", 0)] is p.of[("sampled", "base", 0)]  # shared, not run twice
+    for r in outcome.ran:
+        rec = json.loads((r.dir / "claims_run.json").read_text())
+        assert rec["machine"]["cpu"] == "smoke CPU" and rec["returncode"] == 0 and rec["command"][0] == "trm"
+        if r.kind == "train":
+            cfg = json.loads((r.dir / "config.json").read_text())
+            assert {"git_commit", "environment", "command"} <= set(cfg)
+            assert cfg["train"]["threads"] == 1 and cfg["train"]["budget_clock"] == "train"
+            assert json.loads((r.dir / "eval.json").read_text())["step"] == 4
+    seeds = {json.loads((p.of[("ema", "no-ema", s)].dir / "config.json").read_text())["train"]["seed"] for s in (0, 1)}
+    assert seeds == {0, 1}
+    assert 0 <= p.of[("sampled", "noisy", 1)].result()["scores"][-1]["best-q@K"] <= 1
+
+
+def test_a_second_invocation_reuses_every_run(swept):
+    cache, p, _ = swept
+    stamps = {r.key: r.result_path.stat().st_mtime_ns for r in p.runs.values()}
+    again = execute(plan(SMOKE, cache, list(SMOKE.claims[:2]), [0, 1]), provenance=PROVENANCE, log=lambda *a: None)
+    assert again.ran == [] and len(again.reused) == 6
+    assert stamps == {r.key: r.result_path.stat().st_mtime_ns for r in p.runs.values()}
+
+
+def test_killed_runs_are_resumed_not_restarted_two_at_a_time_in_subprocesses(swept, monkeypatch):
+    cache, p, _ = swept
+    killed = [p.of[("ema", "no-ema", 1)], p.of[("ema", "base", 0)]]
+    for run in killed:
+        (run.dir / "eval.json").unlink()  # killed in its final evaluation: the checkpoint is there, no result
+    argv = next_argv(killed[0])
+    assert argv[:3] == ["train", "--resume", str(killed[0].dir)] and argv[-4:] == ["--time-budget", "0", "--steps", "4"]
+    src = str(Path(trm.__file__).resolve().parents[1])  # the subprocesses import this tree's trm
+    monkeypatch.setenv("PYTHONPATH", src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    again = execute(plan(SMOKE, cache, list(SMOKE.claims[:2]), [0, 1]), jobs=2, provenance=PROVENANCE,
+                    log=lambda *a: None)
+    assert sorted(r.key for r in again.ran) == sorted(r.key for r in killed) and len(again.reused) == 4
+    for run in killed:
+        assert json.loads((run.dir / "eval.json").read_text())["step"] == 4  # evaluated, not trained further
+        assert "--resume" in json.loads((run.dir / "config.json").read_text())["command"]
+
+
+def test_resume_gives_a_run_the_training_time_it_has_left(tmp_path, monkeypatch):
+    import trm.checkpoint as ck
+    run = plan(SMOKE, tmp_path, [SMOKE.claims[0]], [0]).of[("ema", "base", 0)]
+    assert next_argv(run) == run.argv  # no checkpoint (killed before the first): a fresh start
+    (run.dir / "checkpoint").mkdir(parents=True)
+    monkeypatch.setattr(ck, "resolve_checkpoint", lambda d: Path(d) / "checkpoint")
+    monkeypatch.setattr(ck, "load_train_state", lambda c: {"step": 2, "horizon": 10, "train_seconds": 12.0})
+    assert next_argv(run)[-2:] == ["--time-budget", f"{(30 - 12) / 60:.4f}"]
+
+
+def _claim(rule, arms=("a", "b")):
+    return Claim("c", "s", "-", "-", tuple(Arm(a) for a in arms), claims_spec.EXACT, rule)
+
+
+def _results(**values):
+    return {a: cl.ArmResult(Arm(a), Stats(tuple(v)), list(range(len(v))), [], []) for a, v in values.items()}
+
+
+@pytest.mark.parametrize("a, b, want", [
+    ([0.50, 0.52, 0.51], [0.80, 0.82, 0.81], "holds"),           # a clearly lower
+    ([0.80, 0.82, 0.81], [0.50, 0.52, 0.51], "does not hold"),   # a clearly higher
+    ([0.50, 0.70, 0.60], [0.55, 0.75, 0.65], "inconclusive"),    # 5 points apart, SE 8 points
+    ([0.50, 0.52], [0.80, 0.82], "inconclusive (2 seeds)"),       # clear, but below 3 seeds
+    ([], [0.8, 0.8, 0.8], "not run"),
+])
+def test_lower_weighs_the_difference_against_two_standard_errors(a, b, want):
+    c = _claim(Lower("a", "b"))
+    assert verdict(c, _results(a=a, b=b)) == want
+
+
+def test_the_other_rules_and_the_statistics():
+    s = Stats((0.5, 0.6, 0.7))
+    assert math.isclose(s.mean, 0.6) and math.isclose(s.std, 0.1) and math.isclose(s.se, 0.1 / math.sqrt(3))
+    c = _claim(Higher("a", "b"))
+    assert verdict(c, _results(a=[0.8, 0.81, 0.82], b=[0.5, 0.51, 0.52])) == "holds"
+    c = _claim(Close("a", "b", 0.05))
+    assert verdict(c, _results(a=[0.80, 0.81, 0.82], b=[0.81, 0.82, 0.83])) == "holds"
+    assert verdict(c, _results(a=[0.80, 0.81, 0.82], b=[0.60, 0.61, 0.62])) == "does not hold"
+    assert verdict(c, _results(a=[0.70, 0.80, 0.90], b=[0.75, 0.85, 0.95])) == "inconclusive"
+    c = _claim(Range("a", 0.4, 0.8), arms=("a",))
+    assert [verdict(c, _results(a=v)) for v in ([0.6, 0.61, 0.62], [0.9, 0.91, 0.92], [0.75, 0.85, 0.8])] == \
+        ["holds", "does not hold", "inconclusive"]
+
+
+def test_the_report_has_one_row_per_claim_with_its_command_and_a_verdict(swept, tmp_path):
+    cache, _, _ = swept
+    full = plan(SMOKE, cache, list(SMOKE.claims), [0, 1])
+    assert len(aggregate(SMOKE.claims[0], full, [0, 1])["base"].stats.values) == 2
+    out = write_report(SMOKE, full, [0, 1], tmp_path / "docs" / "claims.md")
+    text = out.read_text()
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "`trm claims --claims" in ln]
+    assert [r.split("|")[1].strip() for r in rows] == ["ema", "sampled", "later"]
+    assert "**inconclusive (2 seeds)**" in rows[0] and "1% vs 2%" in rows[0] and "**waiting" in rows[2]
+    assert "`trm train --preset sudoku4-cpu --d 16" in text and "--ema 0 --data DATA --seed 0" in text
+    assert "`trm eval --checkpoint CKPT --data DATA --json" in text
+    assert "smoke CPU" in text and "0123abc" in text and "2 SE" in text
+
+
+def test_claims_selects_a_subset_and_reuses_the_cache(swept, cli, monkeypatch, tmp_path):
+    cache = swept[0]
+    monkeypatch.setattr(claims_spec, "SPEC", SMOKE)
+    sub = plan(SMOKE, cache, SMOKE.select(["sampled"]), [0, 1])
+    assert {r.kind for r in sub.runs.values()} == {"train", "eval"} and len(sub.runs) == 4
+    code, out, err = cli("claims", "--claims", "sampled", "--cache", cache, "--out", tmp_path / "claims.md")
+    assert code == 0, err
+    assert "runs: 0 run, 4 reused, 0 failed" in out and (tmp_path / "claims.md").is_file()
+    code, out, _ = cli("claims", "--claims", "ema,later", "--seeds", "5", "--cache", cache, "--dry-run")
+    assert code == 0
+    assert "later: waits" not in out  # named: it runs
+    assert sum(ln.startswith("new ") for ln in out.splitlines()) == 3 and "trm train --preset sudoku4-cpu" in out
+    assert "3 of 3 runs to do" in out and "CPU-minutes" in out
+    code, out, _ = cli("claims", "--cache", cache, "--dry-run")
+    assert "later: waits for another issue" in out and "0 of 6 runs to do" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--claims", "ema,nope"], "unknown claim 'nope'"),
+    (["--claims", ","], "--claims takes"),
+    (["--seeds", "0,x"], "--seeds takes comma-separated integers"),
+    (["--seeds", "1,1"], "--seeds takes distinct"),
+    (["--minutes", "0"], "--minutes must be > 0"),
+    (["--jobs", "0"], "--jobs must be >= 1"),
+])
+def test_bad_requests_are_one_line_errors(cli, monkeypatch, tmp_path, argv, words):
+    monkeypatch.setattr(claims_spec, "SPEC", SMOKE)
+    code, out, err = cli("claims", "--cache", tmp_path / "c", "--dry-run", *argv)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_spec_naming_a_missing_arm_is_refused_in_one_line(cli, monkeypatch):
+    bad = Spec(TESTBED, (Claim("x", "s", "-", "-", (BASE,), claims_spec.EXACT, Lower("typo", "base")),))
+    monkeypatch.setattr(claims_spec, "SPEC", bad)
+    code, _, err = cli("claims", "--list")
+    assert code == 2 and "claim x refers to arm typo" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_real_spec_is_valid_and_plans_shared_runs_once(tmp_path):
+    claims_spec.SPEC.validate()
+    p = plan(claims_spec.SPEC, tmp_path, [c for c in claims_spec.SPEC.claims if not c.waits_for], [0, 1, 2])
+    trains = [r for r in p.runs.values() if r.kind == "train"]
+    assert len(trains) == 3 * 12  # TRM and its 11 rivals, each seed once whatever the claims sharing them
+    assert all("--time-budget" in r.argv and r.argv[r.argv.index("--threads") + 1] == "1" for r in trains)
+
+
+def test_machine_record_names_the_cpu_and_its_matmul_rate():
+    from trm.runtime import machine_record
+    m = machine_record(seconds=0.05)
+    assert m["cpu"] and m["fp32_1thread_gflops"] > 0 and isinstance(m["flags"], list)
+
+
+def test_a_sweep_claim_reads_its_points_and_plots_its_curve(tmp_path):
+    """The real width-against-depth claim on synthetic sweep.json files: verdict, rows and the plot."""
+    full = plan(claims_spec.SPEC, tmp_path / "cache", list(claims_spec.SPEC.claims), [0, 1, 2])
+    for s in (0, 1, 2):
+        run = full.of[("width-beats-depth", "width", s)]
+        assert run is full.of[("width-beats-depth", "depth", s)]  # one sweep, two numbers
+        rows = [{"D": D, "K": 1, "deterministic": True, "noise": "none", "sigma": 0.0, "stop_after": 0,
+                 "best-q@K": 0.5 + 0.01 * i + 0.001 * s, "calls_per_puzzle": 10 * D}
+                for i, D in enumerate((4, 8, 16, 32, 64))]
+        rows += [{"D": 16, "K": K, "deterministic": False, "noise": "z", "sigma": 0.3, "stop_after": 0,
+                  "best-q@K": 0.6 + 0.05 * K + 0.002 * s, "calls_per_puzzle": 160 * K} for K in (1, 2, 4)]
+        run.dir.mkdir(parents=True)
+        (run.dir / "sweep.json").write_text(json.dumps({"rows": rows}))
+    out = write_report(claims_spec.SPEC, full, [0, 1, 2], tmp_path / "docs" / "claims.md")
+    row = next(ln for ln in out.read_text().splitlines() if ln.startswith("| width-beats-depth |"))
+    assert "width 80.2 ± 0.2% vs depth 54.1 ± 0.1%" in row and "**holds**" in row
+    assert (tmp_path / "docs" / "claims" / "width-beats-depth.png").stat().st_size > 1000
+    assert "](claims/width-beats-depth.png)" in out.read_text()

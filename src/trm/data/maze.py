@@ -349,6 +349,19 @@ def encode_text(text: str) -> np.ndarray:
     return _LUT[np.frombuffer(text.encode(), dtype=np.uint8)]
 
 
+def parse_question(text: str, size: int) -> np.ndarray:
+    """A maze question typed by a person: `size` rows of '#', ' ', 'S', 'G' (or one line of size*size) -> tokens."""
+    cells = "".join(line.rstrip("\r") for line in text.strip("\n").split("\n"))
+    if len(cells) != size * size:
+        raise ValueError(f"found {len(cells)} cells, expected {size * size} for a {size}x{size} maze")
+    tokens = encode_text(cells)
+    if (tokens == PATH).any():
+        raise ValueError("a question has no path cells ('o'): give the maze with '#', ' ', 'S' and 'G'")
+    if (tokens == START).sum() != 1 or (tokens == GOAL).sum() != 1:
+        raise ValueError("a maze needs exactly one S and one G")
+    return tokens
+
+
 def read_csv(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Maze-Hard CSV `source,question,answer,rating` (question/answer: size*size characters of `# SGo`).
     Returns (questions, answers, ratings); a malformed row is refused with its line number."""

@@ -67,8 +67,8 @@ function drawQ(svg, rollouts, D, main) {
   const y = (q) => T + ((hi - q) / (hi - lo)) * (H - T - B);
   svg.append(svgEl("line", { x1: L, x2: W - R, y1: y(0), y2: y(0), stroke: "#9ca3af", "stroke-dasharray": "3 3" }));
   svg.append(svgEl("text", { x: 2, y: y(0) + 4, "font-size": 10, fill: "#6b7280" }, "0"));
-  svg.append(svgEl("text", { x: 2, y: T + 8, "font-size": 10, fill: "#6b7280" }, hi.toFixed(1)));
-  svg.append(svgEl("text", { x: 2, y: H - B, "font-size": 10, fill: "#6b7280" }, lo.toFixed(1)));
+  if (y(0) - T > 12) svg.append(svgEl("text", { x: 2, y: T + 8, "font-size": 10, fill: "#6b7280" }, hi.toFixed(1)));
+  if (H - B - y(0) > 12) svg.append(svgEl("text", { x: 2, y: H - B, "font-size": 10, fill: "#6b7280" }, lo.toFixed(1)));
   svg.append(svgEl("text", { x: W / 2, y: H - 6, "font-size": 10, fill: "#6b7280", "text-anchor": "middle" },
                    `supervision step (1..${D})`));
   const n = rollouts.size;
@@ -100,10 +100,14 @@ function drawPCA(svg, pca, main) {
     const c = color(k, n);
     svg.append(svgEl("polyline", { points: pts.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" "),
                                    fill: "none", stroke: c, "stroke-width": k === main ? 2 : 1, opacity: 0.8 }));
+    const labelled = [];  // step numbers (one rollout), skipped where they would overlap one already drawn
     pts.forEach((p, i) => {
-      const last = i === pts.length - 1;
-      svg.append(svgEl("circle", { cx: sx(p[0]), cy: sy(p[1]), r: last ? 4 : 2, fill: last ? c : "#fff", stroke: c }));
-      if (n === 1) svg.append(svgEl("text", { x: sx(p[0]) + 5, y: sy(p[1]) - 4, "font-size": 9, fill: "#6b7280" }, i + 1));
+      const last = i === pts.length - 1, px = sx(p[0]), py = sy(p[1]);
+      svg.append(svgEl("circle", { cx: px, cy: py, r: last ? 4 : 2, fill: last ? c : "#fff", stroke: c }));
+      if (n === 1 && labelled.every(([lx, ly]) => Math.hypot(px - lx, py - ly) > 14)) {
+        svg.append(svgEl("text", { x: px + 5, y: py - 4, "font-size": 9, fill: "#6b7280" }, i + 1));
+        labelled.push([px, py]);
+      }
     });
   }
   const e = pca.explained || [0, 0];
@@ -177,7 +181,14 @@ function onEvent(ev) {
     const wrong = run.truth ? [...flat(r.solution)].flatMap((c, i) => (c !== flat(run.truth)[i] ? [i] : [])) : [];
     drawGrid($("grid"), run.task, run.size, r.solution, { puzzle: run.puzzle, wrong });
     $("grid").dataset.final = "1";
-    if (run.rollouts.size > 1) drawRollouts();
+    if (run.rollouts.size > 1) {
+      drawRollouts();
+      if (run.selected !== null) drawQ($("qchart"), run.rollouts, run.D, run.selected);
+    }
+    const how = r.verify ? (r.verify.found ? "the first valid answer" : "none valid: the selected answer")
+      : r.K ? `${r.select} of ${r.K} rollouts` : "final";
+    $("step-label").textContent = `${how}` + (run.selected !== null && run.rollouts.size > 1 ? ` (#${run.selected})` : "") +
+      `, ${r.steps} steps`;
     const v = $("verdict");
     v.className = r.valid ? "ok" : "bad";
     let text = r.valid ? "a valid solution" : "not valid";

@@ -52,3 +52,14 @@ def tiny_sudoku_run(tmp_path_factory, size: int, generate: int, test: int):
     assert main(["train", "--preset", f"sudoku{size}-cpu", "--data", str(data), "--out", str(d / "run"),
                  "--steps", "2", *TINY]) == 0
     return d / "run", data
+
+
+def tiny_maze_run(tmp_path_factory):
+    """A 9x9 maze dataset and a 2-step checkpoint of the maze15-cpu preset on it."""
+    from trm.cli import main
+    d = tmp_path_factory.mktemp("maze9")
+    assert main(["data", "maze", "--out", str(d / "data"), "--size", "9", "--min-path", "14", "--train", "16",
+                 "--test", "3", "--quiet"]) == 0
+    assert main(["train", "--preset", "maze15-cpu", "--data", str(d / "data"), "--out", str(d / "run"),
+                 "--steps", "2", *TINY]) == 0
+    return d / "run", d / "data"

@@ -102,6 +102,30 @@ def test_selection_rules_and_pass_at_K_bookkeeping(tiny):
         assert row["best-q@K"] == pytest.approx(agree[np.arange(P), best].mean())
 
 
+def test_verify_selection_follows_the_rule_checker(tiny):
+    """verify@K: the best-q rollout among those the checker accepts. A checker that accepts exactly the right
+    answers makes it pass@K; one that accepts nothing leaves best-q@K."""
+    model, inputs, _, ids = tiny
+    cfg = SamplerConfig(K=6, sigma=0.8, D=2)
+    finals = {}
+
+    def keep(t, rows, carry, out):
+        for r, p in zip(rows.tolist(), out.logits.argmax(-1).tolist()):
+            finals[r] = p
+    run(tiny, cfg, seed=5, on_step=keep)
+    labels = np.array([finals[p * 6 + 3] for p in range(P)], dtype=np.uint8)  # rollout 3 is right everywhere
+    truth = {q.tobytes(): lab for q, lab in zip(inputs.astype(np.int64), labels)}
+    right = lambda qs, preds: np.array([(p == truth[q.tobytes()]).all() for q, p in zip(qs, preds)])  # noqa: E731
+    r = run(tiny, cfg, seed=5, labels=labels, validity=right)
+    s = score(r, [6])[0]
+    assert r.valid.shape == (P, 1, 6) and np.array_equal(r.valid, r.correct)
+    assert s["verify@K"] == s["valid@K"] == s["pass@K"] == 1.0
+    none = run(tiny, cfg, seed=5, labels=labels, validity=lambda qs, preds: np.zeros(len(preds), bool))
+    s = score(none, [6])[0]
+    assert s["valid@K"] == 0.0 and s["verify@K"] == s["best-q@K"]
+    assert "verify@K" not in score(run(tiny, cfg, seed=5, labels=labels), [6])[0]  # only with a checker
+
+
 def test_pick_rules_on_known_votes():
     ids, qs = np.array([7, 9, 9, 7, 5]), np.array([3.0, -1.0, 0.5, -2.0, 4.0])
     assert _pick(ids, qs, "best-q") == 4

@@ -82,6 +82,7 @@ class Rollouts:
     n_cells: np.ndarray | None = None    # (P,) scored cells
     selected: np.ndarray | None = None   # (P, seq_len) uint8: the answer the select rule picks after the last step
     selected_q: np.ndarray | None = None  # (P,) q_halt of the best-q rollout among those that give it
+    valid: np.ndarray | None = None      # (P, S, K) bool: the rule checker accepts the answer (with validity)
     meta: dict = field(default_factory=dict)
 
 
@@ -137,13 +138,14 @@ def default_max_rows(model: TRM, memory_gb: float = 1.0, device=None) -> int:
 def sample(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, seed: int = 0,
            record_steps=None, max_rows: int = 0, memory_gb: float = 1.0, dtype: str = "auto",
            keep_selected: bool = False, index_offset: int = 0, on_step=None, progress: bool = False,
-           desc: str = "rollouts") -> Rollouts:
+           desc: str = "rollouts", validity=None) -> Rollouts:
     """Run cfg.K rollouts of every puzzle (inputs (P, seq_len)) for max(record_steps) supervision steps.
 
     Rows (puzzle, rollout) are processed in chunks of at most max_rows (default: what fits in memory_gb).
     `index_offset` + p is the puzzle's index in its split, part of its noise seed. `on_step(t, rows, carry,
     out)` is called after every step with the rows run (indices into P*K, puzzle-major) and their new state:
-    the hook the analysis tools record through. Returns Rollouts; `selected` only with keep_selected."""
+    the hook the analysis tools record through. Returns Rollouts; `selected` only with keep_selected, `valid`
+    only with validity(inputs, predictions) -> bool per row (trm.data.validator: a Sudoku or maze rule check)."""
     cfg.validate()
     if cfg.noise == "y" and cfg.sigma > 0 and model.cfg.single_state:
         raise ValueError(f"a {model.cfg.recursion} model carries one state (its z): use noise z or init, not y")
@@ -167,6 +169,7 @@ def sample(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
     n_cells = (labels != IGNORE).sum(-1).cpu().numpy() if labels is not None else None
     selected = np.zeros((P, L), np.uint8) if keep_selected else None
     selected_q = np.zeros(P, np.float32) if keep_selected else None
+    valid = np.zeros((P, S, K), bool) if validity is not None else None
     pending: dict[int, list] = {}  # puzzle -> (pred, q) of its finished rollouts, until all K are in
     was_training = model.training
     model.eval()
@@ -225,6 +228,8 @@ def sample(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
                     ok = ((last_pred == lab) & mask).sum(-1)
                     cells_ok[pc, j, kc] = ok.cpu().numpy()
                     correct[pc, j, kc] = ((ok == mask.sum(-1)) & (mask.sum(-1) > 0)).cpu().numpy()
+                if validity is not None:
+                    valid[pc, j, kc] = validity(inputs[p_of].cpu().numpy(), last_pred.cpu().numpy())
         if keep_selected:
             preds, qs = last_pred.to(torch.uint8).cpu().numpy(), last_q.cpu().numpy()
             for i, (p, k) in enumerate(zip(p_of.tolist(), k_of.tolist())):
@@ -237,7 +242,7 @@ def sample(model: TRM, inputs, puzzle_ids, cfg: SamplerConfig, *, labels=None, s
     c = model.cfg
     return Rollouts(steps=steps, q=q, answer=answer, steps_run=steps_run, calls_per_step=model.calls_per_step,
                     correct=correct, cells_ok=cells_ok, n_cells=n_cells, selected=selected, selected_q=selected_q,
-                    meta={"K": K, "sigma": cfg.sigma, "noise": cfg.noise, "seed": seed, "D": D,
+                    valid=valid, meta={"K": K, "sigma": cfg.sigma, "noise": cfg.noise, "seed": seed, "D": D,
                           "stop_after": cfg.stop_after, "stop_margin": cfg.stop_margin, "max_rows": rows_max})
 
 
@@ -277,7 +282,9 @@ def score(r: Rollouts, Ks=None) -> list[dict]:
     """Accuracy of every selection rule for the first K rollouts, at every recorded step.
 
     Rows without a scored cell (an ARC output nobody knows) are left out, as in `evaluate`. calls_per_puzzle
-    counts network applications actually run (fewer than K * D * T * (n+1) with the early stop)."""
+    counts network applications actually run (fewer than K * D * T * (n+1) with the early stop). With the rule
+    checker's verdicts (sample's validity): verify@K, the best-q rollout among those the checker accepts (best-q
+    where none does), and valid@K, the share of puzzles where the checker accepts some rollout."""
     if r.correct is None:
         raise ValueError("scoring needs labels")
     Kmax = r.q.shape[2]
@@ -294,12 +301,19 @@ def score(r: Rollouts, Ks=None) -> list[dict]:
             pick = {rule: np.array([_pick(a[i], qs[i], rule) for i in range(n)], dtype=np.int64)
                     for rule in ("mode", "q-vote")} if K > 1 else {"mode": best, "q-vote": best}
             calls = r.steps_run[keep, j, :K].astype(np.int64).sum(1) * r.calls_per_step
+            checked = {}
+            if r.valid is not None:
+                v = r.valid[keep, j, :K]
+                pick_v = np.where(v.any(1), np.where(v, qs, -np.inf).argmax(1), best)
+                checked = {"verify@K": float(c[rows, pick_v].mean()) if n else 0.0,
+                           "valid@K": float(v.any(1).mean()) if n else 0.0}
             out.append({
                 "D": D, "K": K, "n": n,
                 "pass@K": float(c.any(1).mean()) if n else 0.0,
                 "best-q@K": float(c[rows, best].mean()) if n else 0.0,
                 "mode@K": float(c[rows, pick["mode"]].mean()) if n else 0.0,
                 "q-vote@K": float(c[rows, pick["q-vote"]].mean()) if n else 0.0,
+                **checked,
                 "best-q cell accuracy": float(cells[rows, best].sum() / max(r.n_cells[keep].sum(), 1)),
                 "mean rollout accuracy": float(c.mean()) if n else 0.0,
                 "distinct answers": float(np.mean([len(np.unique(x)) for x in a])) if n else 0.0,
@@ -345,21 +359,23 @@ def early_stopped(r: Rollouts, stop_after: int, margin: float = 0.0) -> Rollouts
     j_eff = np.minimum(np.arange(above.shape[1])[None, :, None], first[:, None, :])  # (P, D, K)
     take = lambda a: None if a is None else np.take_along_axis(a, j_eff, axis=1)  # noqa: E731
     return replace(r, q=take(r.q), answer=take(r.answer), correct=take(r.correct), cells_ok=take(r.cells_ok),
-                   steps_run=(j_eff + 1).astype(np.int16), selected=None, selected_q=None,
+                   valid=take(r.valid), steps_run=(j_eff + 1).astype(np.int16), selected=None, selected_q=None,
                    meta={**r.meta, "stop_after": stop_after, "stop_margin": margin})
 
 
 def evaluate_sampled(model: TRM, split: Split, cfg: SamplerConfig, *, seeds=(0,), limit: int = 0, max_rows: int = 0,
                      memory_gb: float = 1.0, dtype: str = "auto", keep_predictions: bool = False,
-                     progress: bool = False) -> dict:
+                     progress: bool = False, validity=None) -> dict:
     """Sampled evaluation of split[:limit]: every selection rule and pass@K for the first 1 and cfg.K rollouts
     (mean and std over `seeds`), the deterministic run (K = 1, sigma 0) beside them, how many of its failures
     the rollouts rescue, and puzzles per second of both. keep_predictions adds the answers the select rule picks
-    in the first seed ("predictions", "q_halt"), for ARC's vote across versions."""
+    in the first seed ("predictions", "q_halt"), for ARC's vote across versions. validity (trm.data.validator)
+    adds the verify@K and valid@K rows of `score`."""
     n = min(len(split), limit) if limit else len(split)
     seeds = list(seeds)
     inputs, labels, ids = (np.asarray(a[:n]) for a in (split.inputs, split.labels, split.puzzle_ids))
-    common = dict(labels=labels, max_rows=max_rows, memory_gb=memory_gb, dtype=dtype, progress=progress)
+    common = dict(labels=labels, max_rows=max_rows, memory_gb=memory_gb, dtype=dtype, progress=progress,
+                  validity=validity)
     t0 = time.perf_counter()
     det = sample(model, inputs, ids, SamplerConfig(K=1, D=cfg.D), desc="deterministic", **common)
     t1 = time.perf_counter()

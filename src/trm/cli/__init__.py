@@ -5,6 +5,7 @@
     train.py     trm train
     evaluate.py  trm eval, trm sweep
     solve.py     trm solve
+    serve.py     trm serve (the web page, trm.serve)
     reference.py trm import, trm export (checkpoints of the official code)
     claims.py    trm claims (the claims table, docs/claims.md)
     common.py    one-line errors, config fields as flags, presets, the test-time-scaling flags
@@ -25,7 +26,7 @@ from ..checkpoint import CheckpointError
 from ..data.format import DatasetError
 from ..data.recipes import shared_data_root
 from ..runtime import exit_worker, tune_allocator
-from . import claims, data, evaluate, info, reference, solve, train
+from . import claims, data, evaluate, info, reference, serve, solve, train
 from .common import Parser, UserError
 
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     evaluate.add_parsers(sub)
     solve.add_parsers(sub)
+    serve.add_parsers(sub)
     reference.add_parsers(sub)
     claims.add_parsers(sub)
     add_analyze_parser(sub)

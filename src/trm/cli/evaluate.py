@@ -38,6 +38,8 @@ def add_parsers(sub) -> None:
     ep.add_argument("--device", default="auto")
     ep.add_argument("--json", action="store_true", help="print one JSON object")
     ep.add_argument("--quiet", action="store_true")
+    ep.add_argument("--verify", action="store_true", help="with the sampler flags: also score verify@K, the "
+                    "best-q rollout among those the rule checker accepts (Sudoku, maze)")
     add_sampler_flags(ep)
     ep.set_defaults(func=cmd_eval)
 
@@ -76,14 +78,18 @@ def cmd_eval(args) -> None:
     check_flags(args, ("D", 1), ("limit", 0, "0 = all"), ("batch_size", 1))
     device = pick_device(args.device)
     model, ckpt_cfg = load_model(args.checkpoint, device)
+    sampler = sampler_config(args, model.cfg.N_sup)
+    if args.verify and (sampler is None or validator(ds.meta) is None):
+        raise UserError("--verify scores PTRM rollouts with a rule checker: give sampler flags (--K, --sigma, ...) "
+                        "and a Sudoku or maze dataset (a deterministic eval reports valid_fraction already)")
     split = ds[args.split]
     check_data_fits(ds, model, ckpt_cfg, split)
-    sampler = sampler_config(args, model.cfg.N_sup)
     head = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split}
     if sampler is not None:
         m = {**head, **evaluate_sampled(model, split, sampler, seeds=seed_list(args), limit=args.limit,
                                         max_rows=args.max_rows, memory_gb=args.memory_gb, dtype=args.dtype,
-                                        keep_predictions=is_arc, progress=not (args.quiet or args.json))}
+                                        keep_predictions=is_arc, progress=not (args.quiet or args.json),
+                                        validity=validator(ds.meta) if args.verify else None)}
     else:
         torch.manual_seed(0)
         t0 = time.perf_counter()
@@ -127,7 +133,10 @@ def _print_sampled(m: dict, cfg, device) -> None:
           f"seeds {','.join(map(str, m['sampler']['seeds']))} (mean +- std over seeds)")
     print(f"  deterministic (K=1, sigma 0)  exact {d['best-q@K']:.4f}  cells {d['best-q cell accuracy']:.4f}")
     for k, what in (("best-q@K", "highest final q_halt"), ("mode@K", "most frequent answer"),
-                    ("q-vote@K", "sum of sigmoid(q_halt)"), ("pass@K", "any rollout right: the oracle bound")):
+                    ("q-vote@K", "sum of sigmoid(q_halt)"), ("verify@K", "best-q among the rule-abiding ones"),
+                    ("valid@K", "some rollout obeys the rules"), ("pass@K", "any rollout right: the oracle bound")):
+        if k not in s:
+            continue
         print(f"  {k:10s} {pm(k):>18s}   {what}{'   <- --select' if k.startswith(cfg.select) else ''}")
     if res["det_failures"]:
         print(f"  of the {res['det_failures']} puzzles the deterministic run fails: {res['rescued_by_any']:.1%} "

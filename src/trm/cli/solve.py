@@ -1,4 +1,5 @@
-"""`trm solve`: one Sudoku (trm.solve) or one ARC task (trm.arc_eval.solve, two attempts) with a checkpoint."""
+"""`trm solve`: one Sudoku or maze (trm.trusted: decoded under the rules, optionally verified) or one ARC task
+(trm.arc_eval.solve, two attempts) with a checkpoint."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from ..checkpoint import load_model
 from ..data import arc, sudoku
 from ..data.format import load_dataset
 from ..runtime import pick_device
-from ..solve import solve_sudoku, solve_sudoku_sampled
+from ..trusted import solve_sudoku
 from .common import UserError, add_sampler_flags, sampler_config, seed_list
 from .preflight import check_data_fits, check_flags, trained_meta
+from .trust import add_trust_flags, decoded_line, solve_maze, trust_options, verify_lines
 
 
 def add_parsers(sub) -> None:
@@ -33,6 +35,7 @@ def add_parsers(sub) -> None:
     sv.add_argument("--device", default="auto")
     sv.add_argument("--json", action="store_true")
     add_sampler_flags(sv)
+    add_trust_flags(sv)
     sv.set_defaults(func=cmd_solve)
 
 
@@ -43,18 +46,16 @@ def cmd_solve(args) -> None:
     size, task = int(meta.get("size", 9)), meta.get("task", "sudoku")
     if task == "arc":
         return _solve_arc(args, model, cfg)
+    if task == "maze":
+        return solve_maze(args, model, cfg)
     if task != "sudoku":
         raise UserError(f"trm solve takes Sudoku and ARC checkpoints; {args.checkpoint} was trained on {task} "
                         f"(evaluate it with trm eval)")
     puzzle = _sudoku_puzzle(args, model, cfg, size)
-    sampler = sampler_config(args, model.cfg.N_sup)
-    if sampler is not None:
-        if args.trace:
-            raise UserError("--trace follows one deterministic rollout; leave out the sampler flags to use it")
-        r = solve_sudoku_sampled(model, puzzle, size, sampler, seed=seed_list(args)[0], max_rows=args.max_rows,
-                                 memory_gb=args.memory_gb, dtype=args.dtype)
-    else:
-        r = solve_sudoku(model, puzzle, size, D=args.D, dtype=args.dtype, halt=not args.no_halt, trace=args.trace)
+    opts = trust_options(args, model.cfg.N_sup)  # decoding, PTRM, --verify (cli/trust.py)
+    sampler = opts["sampler"]
+    r = solve_sudoku(model, puzzle, size, D=args.D, dtype=args.dtype, halt=not args.no_halt, trace=args.trace,
+                     seed=seed_list(args)[0], max_rows=args.max_rows, memory_gb=args.memory_gb, **opts)
     if args.json:
         print(json.dumps(r))
         return
@@ -67,7 +68,10 @@ def cmd_solve(args) -> None:
     verdict = "a valid solution" if r["valid"] else "NOT valid: " + ", ".join(
         w for w, ok in (("breaks the rules", r["obeys_rules"]), ("changes givens", r["keeps_givens"])) if not ok)
     ms = f"{r['seconds'] * 1000:.0f} ms"
-    if sampler is not None:
+    if "verify" in r:
+        head, tail = verify_lines(r, verdict, ms)
+        print(head, sudoku.format_grid([int(c) for c in r["solution"]], size), tail, sep="\n")
+    elif sampler is not None:
         print(f"model's answer ({r['select']} of {r['K']} rollouts, noise on {r['noise']} sigma {r['sigma']:g}, "
               f"D={r['steps']}):")
         print(sudoku.format_grid([int(c) for c in r["solution"]], size))
@@ -78,6 +82,8 @@ def cmd_solve(args) -> None:
         print(sudoku.format_grid([int(c) for c in r["solution"]], size))
         print(f"{verdict}; {r['steps']} supervision step{'s' if r['steps'] > 1 else ''}, Q confidence "
               f"{r['confidence']:.3f} (q_halt {r['q_halt']:+.2f}), {ms}")
+    if decoded_line(r):
+        print(decoded_line(r))
 
 
 def _sudoku_puzzle(args, model, cfg: dict, size: int):

@@ -369,6 +369,20 @@ def path_problem(question: np.ndarray, answer: np.ndarray, size: int) -> str | N
     return "the cells marked 'o' do not join S to G"
 
 
+
+def parse_question(text: str, size: int) -> np.ndarray:
+    """A maze question typed by a person: `size` rows of '#', ' ', 'S', 'G' (or one line of size*size) -> tokens."""
+    cells = "".join(line.rstrip("\r") for line in text.strip("\n").split("\n"))
+    if len(cells) != size * size:
+        raise ValueError(f"found {len(cells)} cells, expected {size * size} for a {size}x{size} maze")
+    tokens = encode_text(cells)
+    if (tokens == PATH).any():
+        raise ValueError("a question has no path cells ('o'): give the maze with '#', ' ', 'S' and 'G'")
+    if (tokens == START).sum() != 1 or (tokens == GOAL).sum() != 1:
+        raise ValueError("a maze needs exactly one S and one G")
+    return tokens
+
+
 def read_csv(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Maze-Hard CSV `source,question,answer,rating` (question/answer: size*size characters of `# SGo`).
     Returns (questions, answers, ratings). Every answer must mark a shortest S-G path of its question; a row

@@ -1,0 +1,109 @@
+"""`trm solve`'s trust flags (trm.trusted: decoding under the puzzle's rules, --verify) and its maze path."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..data import maze
+from ..data.format import load_dataset
+from ..sampling import get_sampler_preset
+from ..trusted import Task, solve, verify_config
+from .common import SAMPLER_FLAGS, UserError, sampler_config, seed_list
+
+
+def add_trust_flags(sv) -> None:
+    g = sv.add_argument_group("answers you can trust (trm.trusted, docs/serve.md)")
+    g.add_argument("--raw", action="store_true", help="show the model's own argmax, as trm eval scores it "
+                   "(default: the givens kept, every blank a digit; a maze's walls, S and G kept)")
+    g.add_argument("--propagate", action="store_true", help="Sudoku: fill cells most-confident first, each placed "
+                   "digit struck from its row, column and box")
+    g.add_argument("--verify", action="store_true", help="after the deterministic rollout, sample PTRM rollouts "
+                   "(batches of --K, default 8, --sigma default 0.3) until one obeys the rules")
+    g.add_argument("--verify-budget", type=int, default=64,
+                   help="most rollouts --verify tries, the deterministic one included (default 64)")
+
+
+def trust_options(args, N_sup: int) -> dict:
+    """trm.trusted.solve's how, sampler and verify from the flags."""
+    if args.raw and args.propagate:
+        raise UserError("--raw shows the model's own argmax; --propagate decodes under the rules: choose one")
+    sampler, verify = sampler_config(args, N_sup), None
+    if args.verify:  # batches of K 8 at sigma 0.3 unless the sampler flags say otherwise
+        given = {k: getattr(args, k) for k in SAMPLER_FLAGS if getattr(args, k) is not None}
+        verify = verify_config(args.verify_budget, given, D=args.D or 0,
+                               preset=get_sampler_preset(args.sampler) if args.sampler else None)
+        verify.validate()
+        sampler = None
+    if (sampler is not None or verify is not None) and args.trace:
+        raise UserError("--trace follows one deterministic rollout; leave out the sampler flags and --verify")
+    return {"how": "raw" if args.raw else "propagate" if args.propagate else "constrained", "sampler": sampler,
+            "verify": verify}
+
+
+def verify_lines(r: dict, verdict: str, ms: str) -> tuple[str, str]:
+    """The lines around the grid of a --verify answer."""
+    v = r["verify"]
+    head = (f"model's answer ({'the first valid one' if v['found'] else 'none valid; the selected one'} of "
+            f"{v['rollouts']} rollouts: the deterministic one, then batches of {v['K']} with noise on {v['noise']} "
+            f"sigma {v['sigma']:g}, D={v['D']}):")
+    tail = (f"{verdict}; {v['rollouts']} rollouts, {v['network_calls']} network calls"
+            + (f" (found in rollout {v['first_valid_rollout']})" if v["found"] else
+               f": none valid within the budget of {v['budget']}") + f", q_halt {r['q_halt']:+.2f}, {ms}")
+    return head, tail
+
+
+def decoded_line(r: dict) -> str | None:
+    if r["cells_decoded"]:
+        return f"{r['cells_decoded']} cells differ from the model's own argmax ({r['decode']} decoding; --raw shows it)"
+    return None
+
+
+def solve_maze(args, model, cfg: dict) -> None:
+    """`trm solve MAZE --checkpoint RUN` for a maze checkpoint: the path, checked to be a shortest S-G path."""
+    size = int(cfg.get("data_meta", {}).get("size", 30))
+    if args.propagate:
+        raise UserError("--propagate is for Sudoku (a maze has no digits to place)")
+    opts = trust_options(args, model.cfg.N_sup)
+    if args.trace:
+        raise UserError("--trace is for Sudoku")
+    tokens = _maze_question(args, cfg, size)
+    r = solve(model, Task("maze", size), tokens, D=args.D, halt=not args.no_halt, seed=seed_list(args)[0],
+              dtype=args.dtype, max_rows=args.max_rows, memory_gb=args.memory_gb, **opts)
+    if args.json:
+        print(json.dumps(r))
+        return
+    print("maze:")
+    print(maze.to_text(tokens, size))
+    verdict = "a shortest path" if r["valid"] else "NOT a shortest S-G path"
+    ms = f"{r['seconds'] * 1000:.0f} ms"
+    head, tail = (verify_lines(r, verdict, ms) if "verify" in r else
+                  ("model's answer:", f"{verdict}; {r['steps']} supervision steps, q_halt {r['q_halt']:+.2f}, {ms}"))
+    print(head)
+    print(r["solution"])
+    print(tail)
+    if decoded_line(r):
+        print(decoded_line(r))
+
+
+def _maze_question(args, cfg: dict, size: int):
+    if args.puzzle is None and args.data is None and args.index is not None:
+        args.data = cfg.get("train", {}).get("data")
+    if args.data is not None:
+        split = load_dataset(args.data)["test"]
+        index = args.index or 0
+        if not 0 <= index < len(split):
+            raise UserError(f"--index {index} is outside the test split (0..{len(split) - 1})")
+        return split.inputs[index]
+    if args.puzzle is None:
+        raise UserError(f"give a maze ({size} rows of '#', ' ', 'S', 'G'; a file or -) or --data DIR --index I")
+    text = args.puzzle
+    if text == "-":
+        text = sys.stdin.read()
+    elif "\n" not in text and len(text) < 256 and Path(text).is_file():
+        text = Path(text).read_text()
+    try:
+        return maze.parse_question(text, size)
+    except ValueError as e:
+        raise UserError(f"bad maze: {e}") from None

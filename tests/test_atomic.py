@@ -162,3 +162,19 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_pa
         _meta(tmp)
     atomic_write_json(tmp_path / "r.json", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ds", "r.json"] + [p.name for p in kept])
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_path, monkeypatch):
+    import torch
+
+    from trm import checkpoint as ck
+
+    run = tmp_path / "run"
+    ck.save_checkpoint(run, {"w": torch.zeros(2)}, {"model": {}}, {"step": 1})
+
+    def full(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0: file write failed")
+    monkeypatch.setattr(ck.torch, "save", full)
+    with pytest.raises(ck.CheckpointError, match=r"cannot write the checkpoint .* MiB free .* previous checkpoint"):
+        ck.save_checkpoint(run, {"w": torch.ones(2)}, {"model": {}}, {"step": 2})
+    assert torch.equal(ck.load_weights(ck.resolve_checkpoint(run))["w"], torch.zeros(2))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -36,11 +37,19 @@ def save_checkpoint(run_dir: str | os.PathLike, weights: dict[str, torch.Tensor]
     final = Path(run_dir) / CKPT_DIR
     # the previous checkpoint waits as checkpoint.old (where resolve_checkpoint looks) until the new one is in;
     # fsync: the files' contents are on disk before the renames make them visible
-    with atomic_dir(final, aside=f"{CKPT_DIR}.old", fsync=True, kind="checkpoint") as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, tmp / "model.safetensors")
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if train_state is not None:
-            torch.save(train_state, tmp / "train_state.pt")
+    try:
+        with atomic_dir(final, aside=f"{CKPT_DIR}.old", fsync=True, kind="checkpoint") as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, tmp / "model.safetensors")
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            if train_state is not None:
+                torch.save(train_state, tmp / "train_state.pt")
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as "enforce fail at inline_container.cc"
+        if isinstance(e, RuntimeError) and "write" not in str(e):
+            raise
+        free = shutil.disk_usage(final.parent).free / 2**20
+        raise CheckpointError(f"cannot write the checkpoint {final} ({free:.0f} MiB free on its disk): "
+                              f"{getattr(e, 'strerror', None) or 'the write failed'}; the previous checkpoint "
+                              f"is kept") from e
     return final
 
 

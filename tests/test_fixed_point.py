@@ -308,3 +308,15 @@ def test_the_jacobian_penalty_reaches_the_training_loss(sort_data, tmp_path):
 
     off, on = one_step(0.0), one_step(10.0)
     assert any(not torch.equal(off[k], on[k]) for k in off)
+
+
+def test_training_records_carry_the_solves(sort_data, tmp_path):
+    import json
+
+    cfg = TrainConfig(data=str(sort_data), out=str(tmp_path / "run"), batch_size=8, steps=2, lr=1e-3,
+                      warmup_steps=1, optimizer="adamw", loss="softmax", ema=0, eval_every=0, checkpoint_every=2,
+                      log_every=1, dtype="fp32")
+    Trainer(ModelConfig(**{**BASE, **DEQ, "vocab_size": 6, "seq_len": 8}), cfg, progress=False).fit()
+    logs = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logs = [r for r in logs if "loss" in r]
+    assert logs and all(r["solver_solves"] == 2 for r in logs)  # one step x T = 2 recursions per record

@@ -550,6 +550,8 @@ class Trainer:
                     m = {"step": self.step, "lr": r["lr"], **acc.metrics(),
                          "samples_x_steps_per_s": samples_since / max(1e-9, now - last_log),
                          "elapsed_s": round(self.elapsed_before + now - start, 1)}
+                    if self.model_cfg.uses_solver:  # the fixed-point solves since the last record
+                        m.update({f"solver_{k}": v for k, v in self.model.solver_stats().items()})
                     acc, samples_since, last_log = StepStats(), 0, now
                     if self.main:
                         bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['exact_accuracy']:.3f}",

@@ -57,7 +57,7 @@ def test_every_arm_and_seed_runs_once_and_records_what_traces_it(swept):
     assert sorted(r.kind for r in outcome.ran) == ["eval", "eval", "train", "train", "train", "train"]
     assert p.of[("ema", "base", 0)] is p.of[("sampled", "base", 0)]  # shared, not run twice
     for r in outcome.ran:
-        rec = json.loads((r.dir / "claims_run.json").read_text())
+        rec = json.loads(r.record_path.read_text())
         assert rec["machine"]["cpu"] == "smoke CPU" and rec["returncode"] == 0 and rec["command"][0] == "trm"
         if r.kind == "train":
             cfg = json.loads((r.dir / "config.json").read_text())

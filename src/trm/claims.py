@@ -275,6 +275,16 @@ class Run:
         return self.dir / {"train": "eval.json", "eval": "result.json", "sweep": "sweep.json",
                            "analyze": "report/report.json"}[self.kind]
 
+    @property
+    def record_path(self) -> Path:
+        """What traces the run (command, machine, commit), beside its folder: `trm train` writes only into a
+        folder that is new, empty or its own run."""
+        return self.dir.parent / f"{self.dir.name}.claims_run.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir.parent / f"{self.dir.name}.log"
+
     def done(self) -> bool:
         return self.result_path.is_file()
 
@@ -384,7 +394,7 @@ def execute(p: Plan, *, jobs: int = 1, launch: Launch | None = None, provenance:
             log=print) -> Outcome:
     """Run what is not finished, `jobs` at a time (each on one thread): the train runs, then the runs on
     their checkpoints. A failed run is reported and the others go on. `provenance` (the machine, commit and
-    environment of this invocation) goes into each run's claims_run.json; `launch` starts a trm command
+    environment of this invocation) goes into RUN.claims_run.json beside each run folder; `launch` starts a trm command
     (default: a subprocess)."""
     launch = launch or subprocess_launch()
     out = Outcome()
@@ -410,7 +420,9 @@ def execute(p: Plan, *, jobs: int = 1, launch: Launch | None = None, provenance:
 
 
 def _run_one(run: Run, launch: Launch, provenance: dict | None, log) -> bool:
-    run.dir.mkdir(parents=True, exist_ok=True)
+    if run.kind != "train":  # a training run's folder is trm train's to make
+        run.dir.mkdir(parents=True, exist_ok=True)
+    run.dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         argv = next_argv(run)
     except Exception as e:  # a checkpoint that cannot be read: this run fails, the others go on
@@ -419,9 +431,9 @@ def _run_one(run: Run, launch: Launch, provenance: dict | None, log) -> bool:
         return False
     record = {"key": run.key, "ident": run.ident, "used_by": run.labels, "command": ["trm", *argv],
               **(provenance or {}), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic_write_json(run.dir / "claims_run.json", record)
+    atomic_write_json(run.record_path, record)
     log(f"[{time.strftime('%H:%M:%S')}] {run.labels[0]}: trm {shlex.join(argv)}")
-    logfile, stdout = run.dir / "claims.log", run.dir / "stdout.json"
+    logfile, stdout = run.log_path, run.dir.parent / f"{run.dir.name}.stdout.json"
     if run.kind == "eval":
         stdout.unlink(missing_ok=True)
     t0 = time.monotonic()
@@ -434,7 +446,7 @@ def _run_one(run: Run, launch: Launch, provenance: dict | None, log) -> bool:
             ok = False
     ok = ok and run.done()
     record.update(returncode=code, seconds=round(time.monotonic() - t0, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-    atomic_write_json(run.dir / "claims_run.json", record)
+    atomic_write_json(run.record_path, record)
     if not ok:
         log(f"  failed (exit {code}): see {logfile}")
     return ok

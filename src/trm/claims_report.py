@@ -48,7 +48,7 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
         for name, r in arms.items():
             lines.append(_arm_row(name, r, p, p.of.get((c.name, name, seeds[0]))))
             for run in r.runs:
-                rec = _read_json(run.dir / "claims_run.json") or {}
+                rec = _read_json(run.record_path) or {}
                 if rec.get("machine"):
                     machines[rec["machine"].get("cpu", "?")] = rec["machine"]
                 commits.add(rec.get("git_commit") or "unknown")

@@ -394,8 +394,8 @@ def execute(p: Plan, *, jobs: int = 1, launch: Launch | None = None, provenance:
             log=print) -> Outcome:
     """Run what is not finished, `jobs` at a time (each on one thread): the train runs, then the runs on
     their checkpoints. A failed run is reported and the others go on. `provenance` (the machine, commit and
-    environment of this invocation) goes into RUN.claims_run.json beside each run folder; `launch` starts a trm command
-    (default: a subprocess)."""
+    environment of this invocation) goes into RUN.claims_run.json beside each run folder; `launch` starts a
+    trm command (default: a subprocess)."""
     launch = launch or subprocess_launch()
     out = Outcome()
     for phase in ("train", "test"):

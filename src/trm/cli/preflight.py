@@ -8,11 +8,12 @@ and a Sudoku model scored on mazes reported a number with exit 0."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..data.format import Dataset, Split
+from ..data.format import Dataset, Split, load_dataset
 from ..model import TRM
 from .common import UserError
 
@@ -66,3 +67,27 @@ def check_data_fits(ds: Dataset, model: TRM, ckpt_cfg: dict, split: Split | None
     if split is not None and len(split) and int(np.max(split.puzzle_ids)) >= c.num_puzzle_ids:
         raise UserError(f"dataset {ds.path} has puzzle ids up to {int(np.max(split.puzzle_ids))}, beyond the "
                         f"model's table of {c.num_puzzle_ids} (was it trained on another dataset?)")
+
+
+def question_input(args, model: TRM, ckpt_cfg: dict, usage: str) -> tuple[np.ndarray | None, str | None]:
+    """What `trm solve` is asked: (test row --index of --data, None), --data defaulting to the dataset the
+    checkpoint trained on and checked to fit it; or (None, the text of the puzzle argument: itself, a file,
+    or - for stdin). `usage` says what to give when neither is."""
+    if args.puzzle is None and args.data is None and args.index is not None:
+        args.data = ckpt_cfg.get("train", {}).get("data")  # the test split the checkpoint was evaluated on
+    if args.data is not None:
+        ds = load_dataset(args.data)
+        split = ds["test"]
+        check_data_fits(ds, model, ckpt_cfg, split)
+        index = args.index or 0
+        if not 0 <= index < len(split):
+            raise UserError(f"--index {index} is outside the test split (0..{len(split) - 1})")
+        return split.inputs[index], None
+    if args.puzzle is None:
+        raise UserError(f"give {usage} or --data DIR --index I")
+    text = args.puzzle
+    if text == "-":
+        text = sys.stdin.read()
+    elif "\n" not in text and len(text) < 256 and Path(text).is_file():
+        text = Path(text).read_text()
+    return None, text

@@ -10,11 +10,10 @@ from pathlib import Path
 from .. import arc_eval
 from ..checkpoint import load_model
 from ..data import arc, sudoku
-from ..data.format import load_dataset
 from ..runtime import pick_device
 from ..trusted import solve_sudoku
 from .common import UserError, add_sampler_flags, sampler_config, seed_list
-from .preflight import check_data_fits, check_flags, trained_meta
+from .preflight import check_flags, question_input, trained_meta
 from .trust import add_trust_flags, decoded_line, solve_maze, trust_options, verify_lines
 
 
@@ -89,23 +88,9 @@ def cmd_solve(args) -> None:
 def _sudoku_puzzle(args, model, cfg: dict, size: int):
     """The puzzle argument (text, a grid, a file or -), or test puzzle --index of --data (by default the
     dataset the checkpoint trained on), which must hold Sudoku of the checkpoint's size."""
-    if args.puzzle is None and args.data is None and args.index is not None:
-        args.data = cfg.get("train", {}).get("data")  # the test split the checkpoint was evaluated on
-    if args.data is not None:
-        ds = load_dataset(args.data)
-        split = ds["test"]
-        check_data_fits(ds, model, cfg, split)
-        index = args.index or 0
-        if not 0 <= index < len(split):
-            raise UserError(f"--index {index} is outside the test split (0..{len(split) - 1})")
-        return sudoku.decode(split.inputs[index])
-    if args.puzzle is None:
-        raise UserError("give a puzzle (81 characters, a grid, a file or -) or --data DIR --index I")
-    text = args.puzzle
-    if text == "-":
-        text = sys.stdin.read()
-    elif "\n" not in text and len(text) < 256 and Path(text).is_file():
-        text = Path(text).read_text()
+    row, text = question_input(args, model, cfg, "a puzzle (81 characters, a grid, a file or -)")
+    if row is not None:
+        return sudoku.decode(row)
     try:
         return sudoku.parse_puzzle(text, size)
     except ValueError as e:

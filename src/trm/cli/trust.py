@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 from ..data import maze
-from ..data.format import load_dataset
 from ..sampling import get_sampler_preset
 from ..trusted import Task, solve, verify_config
 from .common import SAMPLER_FLAGS, UserError, sampler_config, seed_list
+from .preflight import question_input
 
 
 def add_trust_flags(sv) -> None:
@@ -68,7 +66,7 @@ def solve_maze(args, model, cfg: dict) -> None:
     opts = trust_options(args, model.cfg.N_sup)
     if args.trace:
         raise UserError("--trace is for Sudoku")
-    tokens = _maze_question(args, cfg, size)
+    tokens = _maze_question(args, model, cfg, size)
     r = solve(model, Task("maze", size), tokens, D=args.D, halt=not args.no_halt, seed=seed_list(args)[0],
               dtype=args.dtype, max_rows=args.max_rows, memory_gb=args.memory_gb, **opts)
     if args.json:
@@ -87,22 +85,10 @@ def solve_maze(args, model, cfg: dict) -> None:
         print(decoded_line(r))
 
 
-def _maze_question(args, cfg: dict, size: int):
-    if args.puzzle is None and args.data is None and args.index is not None:
-        args.data = cfg.get("train", {}).get("data")
-    if args.data is not None:
-        split = load_dataset(args.data)["test"]
-        index = args.index or 0
-        if not 0 <= index < len(split):
-            raise UserError(f"--index {index} is outside the test split (0..{len(split) - 1})")
-        return split.inputs[index]
-    if args.puzzle is None:
-        raise UserError(f"give a maze ({size} rows of '#', ' ', 'S', 'G'; a file or -) or --data DIR --index I")
-    text = args.puzzle
-    if text == "-":
-        text = sys.stdin.read()
-    elif "\n" not in text and len(text) < 256 and Path(text).is_file():
-        text = Path(text).read_text()
+def _maze_question(args, model, cfg: dict, size: int):
+    row, text = question_input(args, model, cfg, f"a maze ({size} rows of '#', ' ', 'S', 'G'; a file or -)")
+    if row is not None:
+        return row
     try:
         return maze.parse_question(text, size)
     except ValueError as e:

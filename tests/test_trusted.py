@@ -193,3 +193,33 @@ def test_solve_a_maze_keeps_walls_and_verifies(cli, maze_run):
 def load_test(data):
     from trm.data.format import load_dataset
     return load_dataset(data)["test"]
+
+
+class Checker(Task):
+    """A 4x4 Sudoku task whose rule checker says `verdict` to every answer."""
+
+    def __init__(self, verdict: bool):
+        super().__init__("sudoku", 4)
+        self.verdict = verdict
+
+    def valid(self, inputs, answers):
+        return np.full(len(answers), self.verdict)
+
+
+def test_a_halt_on_an_answer_that_breaks_the_rules_runs_on(tiny4):
+    import copy
+    from trm.trusted import solve
+    model = copy.deepcopy(tiny4)
+    with torch.no_grad():  # Q says halt after every step
+        model.q_head.weight.zero_()
+        model.q_head.bias.copy_(torch.tensor([10.0, -10.0]))
+    inputs = sudoku.encode(sudoku.parse_puzzle(PUZZLE4, 4))
+    shown = []
+    r = solve(model, Checker(False), inputs, D=3, dtype="fp32", on_step=lambda t, *a: shown.append(t))
+    assert r["ran_past_halt"] and r["halted_at"] == 1 and r["steps"] == 3
+    assert shown == [1, 2, 3]  # each step streamed once, the repeated first one not again
+    # the answer after all steps is the one --no-halt gives
+    assert r["solution"] == solve(model, Checker(False), inputs, D=3, dtype="fp32", halt=False)["solution"]
+    for task, how in ((Checker(True), "constrained"), (Checker(False), "raw")):  # a checked halt; --raw's own
+        r = solve(model, task, inputs, D=3, dtype="fp32", how=how)
+        assert r["steps"] == 1 and "ran_past_halt" not in r

@@ -204,7 +204,8 @@ class Trainer:
                  "tensorboard")
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, *, preset: str = "", resume: str = "",
-                 overrides: dict | None = None, progress: bool = True):
+                 overrides: dict | None = None, progress: bool = True, command: list[str] | None = None):
+        self.command = list(sys.argv if command is None else command)  # recorded in config.json
         self._lock = None  # the open train.lock of the main process, while it trains the run
         self._made_dir = False  # whether this process created the run folder (removed again if set-up fails)
         try:
@@ -510,7 +511,7 @@ class Trainer:
             self._trim_metrics(metrics_path)
             record = {**self.config_dict(), "git_commit": git_commit(),
                       "environment": {**environment(self.device), "dtype": self.dtype},
-                      "command": sys.argv}
+                      "command": self.command}
             atomic_write_json(self.run_dir / "config.json", record)
         tb = self._tensorboard()
         # SIGTERM (a scheduler's kill) and Ctrl-C stop at the end of the step: checkpoint, then RunStopped

@@ -271,8 +271,19 @@ def solve(model: TRM, task: Task, inputs: np.ndarray, *, how: str = "constrained
         if on_batch is not None:
             on_batch(0, cfg)
         batch = run_batch(model, task, inputs, cfg, seed=seed, how=how, **chunks)
+        extra = {}
+        if (sampler is None and halt and how != "raw" and batch.steps_run[0] < cfg.D
+                and not task.valid(inputs, batch.answers[:1])[0]):
+            # Q halted on an answer the rule checker refuses: a halt is trusted only where the checker agrees,
+            # so run on to D (deterministic: the steps up to the halt repeat and are not shown again). --raw
+            # keeps the model's own halting, as evaluation scores it
+            halted = int(batch.steps_run[0])
+            later = None if on_step is None else (lambda t, *a: on_step(t, *a) if t > halted else None)
+            batch = run_batch(model, task, inputs, replace(cfg, stop_after=0), seed=seed, how=how,
+                              **{**chunks, "on_step": later})
+            extra = {"halted_at": halted, "ran_past_halt": True}
         if sampler is None:
-            pick, extra = 0, {"steps": int(batch.steps_run[0])}
+            pick, extra = 0, {"steps": int(batch.steps_run[0]), **extra}
         else:
             pick = select(batch, sampler.select)
             ids = fingerprint(torch.from_numpy(batch.answers.astype(np.int64))).numpy()

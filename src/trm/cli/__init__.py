@@ -4,7 +4,8 @@
     data.py      trm data sudoku|maze|arc
     train.py     trm train
     evaluate.py  trm eval, trm sweep
-    solve.py     trm solve
+    solve.py     trm solve (without --checkpoint: the shipped model for the puzzle)
+    models.py    trm models, trm models ship (trm.shipped: models/ and their cards)
     serve.py     trm serve (the web page, trm.serve)
     reference.py trm import, trm export (checkpoints of the official code)
     claims.py    trm claims (the claims table, docs/claims.md)
@@ -26,7 +27,7 @@ from ..checkpoint import CheckpointError
 from ..data.format import DatasetError
 from ..data.recipes import shared_data_root
 from ..runtime import exit_worker, tune_allocator
-from . import claims, data, evaluate, info, reference, serve, solve, train
+from . import claims, data, evaluate, info, models, reference, serve, solve, train
 from .common import Parser, UserError
 
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     evaluate.add_parsers(sub)
     solve.add_parsers(sub)
+    models.add_parsers(sub)
     serve.add_parsers(sub)
     reference.add_parsers(sub)
     claims.add_parsers(sub)
@@ -59,6 +61,7 @@ def _main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already printed on one line
         return int(e.code or 0)
+    args.argv = argv  # what was asked, for records (`trm train` writes it to the run's config.json)
     tune_allocator()
     try:
         code = args.func(args)  # a command returns an exit code where it can fail without an error (a check)

@@ -9,19 +9,22 @@ from pathlib import Path
 
 from .. import arc_eval
 from ..checkpoint import load_model
+from ..data.format import load_dataset
 from ..data import arc, sudoku
 from ..runtime import pick_device
+from ..shipped import pick
 from ..trusted import solve_sudoku
 from .common import UserError, add_sampler_flags, sampler_config, seed_list
 from .preflight import check_flags, question_input, trained_meta
-from .trust import add_trust_flags, decoded_line, solve_maze, trust_options, verify_lines
+from .trust import add_trust_flags, notes, solve_maze, trust_options, verify_lines
 
 
 def add_parsers(sub) -> None:
     sv = sub.add_parser("solve", help="solve one Sudoku, or one ARC task (two attempts), with a checkpoint")
     sv.add_argument("puzzle", nargs="?",
                     help="Sudoku: 81 characters ('.' or '0' blank), a grid, a file, or - for stdin; ARC: a task JSON")
-    sv.add_argument("--checkpoint", required=True)
+    sv.add_argument("--checkpoint", default=None,
+                    help="run or checkpoint directory (default: the shipped model for the puzzle; trm models)")
     sv.add_argument("--data", default=None, help="take the puzzle from this dataset's test split (with --index)")
     sv.add_argument("--index", type=int, default=None,
                     help="solve test puzzle I of --data (default: the dataset the checkpoint trained on)")
@@ -40,6 +43,8 @@ def add_parsers(sub) -> None:
 
 def cmd_solve(args) -> None:
     check_flags(args, ("D", 1), ("augments", 1))  # --D 0 used to mean the default silently
+    if args.checkpoint is None:
+        args.checkpoint = _shipped_for(args)
     model, cfg = load_model(args.checkpoint, pick_device(args.device))
     meta = trained_meta(cfg)
     size, task = int(meta.get("size", 9)), meta.get("task", "sudoku")
@@ -81,8 +86,34 @@ def cmd_solve(args) -> None:
         print(sudoku.format_grid([int(c) for c in r["solution"]], size))
         print(f"{verdict}; {r['steps']} supervision step{'s' if r['steps'] > 1 else ''}, Q confidence "
               f"{r['confidence']:.3f} (q_halt {r['q_halt']:+.2f}), {ms}")
-    if decoded_line(r):
-        print(decoded_line(r))
+    for line in notes(r):
+        print(line)
+
+
+def _shipped_for(args) -> Path:
+    """The shipped model (trm.shipped) for the puzzle asked: its task and size from --data's meta, or from the
+    puzzle's text (16, 36 or 81 Sudoku cells; a square of maze characters). The text read (stdin, a file) is
+    kept in args.puzzle for the solve that follows."""
+    if args.data is not None:
+        meta = load_dataset(args.data).meta
+        return pick(meta.get("task", "sudoku"), int(meta.get("size", 0)))
+    if args.puzzle is None:
+        raise UserError("give a puzzle (81 characters, a grid, a file or -), or --checkpoint RUN")
+    if args.puzzle.endswith(".json") and Path(args.puzzle).is_file():
+        raise UserError("trm ships no ARC model: give --checkpoint RUN for an ARC task")
+    text = sys.stdin.read() if args.puzzle == "-" else args.puzzle
+    if args.puzzle != "-" and "\n" not in text and len(text) < 256 and Path(text).is_file():
+        text = Path(text).read_text()
+    args.puzzle = text
+    try:
+        size = int(round(len(sudoku.parse_cells(text)) ** 0.5))
+    except ValueError as e:
+        cells = "".join(text.strip("\n").split("\n"))
+        side = int(round(len(cells) ** 0.5))
+        if side * side == len(cells) and set(cells) <= set("# SG") and "S" in cells:
+            return pick("maze", side)
+        raise UserError(f"bad puzzle: {e} (or a maze of '#', ' ', 'S', 'G')") from None
+    return pick("sudoku", size)
 
 
 def _sudoku_puzzle(args, model, cfg: dict, size: int):

@@ -29,7 +29,7 @@ def cmd_train(args) -> int:
         if overrides(args, ModelConfig):
             raise UserError("the model cannot be changed when resuming")
         trainer = Trainer(ModelConfig(), TrainConfig(), resume=args.resume, overrides=overrides(args, TrainConfig),
-                          progress=not args.quiet)
+                          progress=not args.quiet, command=_command(args))
         print(f"resuming {trainer.run_dir} at step {trainer.step}")
     else:
         if not args.preset:
@@ -46,7 +46,7 @@ def cmd_train(args) -> int:
             if not (Path(cfg.data) / "meta.json").exists():
                 print(f"building the dataset of {preset.name} in {cfg.data} ...")
                 build_preset_data(preset.data, Path(cfg.data), progress=not args.quiet)
-        trainer = Trainer(preset.model, cfg, preset=preset.name, progress=not args.quiet)
+        trainer = Trainer(preset.model, cfg, preset=preset.name, progress=not args.quiet, command=_command(args))
         if trainer.main:
             print(f"training {preset.name} into {cfg.out} on {trainer.device} "
                   f"({trainer.world} process{'es' if trainer.world > 1 else ''})")
@@ -63,3 +63,8 @@ def cmd_train(args) -> int:
                   f"cell {result['raw']['cell_accuracy']:.4f}")
         print(f"checkpoint: {trainer.run_dir / 'checkpoint'}")
     return 0
+
+
+def _command(args) -> list[str] | None:
+    """The command line as typed (`trm train ...`), for the run's record; None: the process's own argv."""
+    return ["trm", *args.argv] if getattr(args, "argv", None) is not None else None

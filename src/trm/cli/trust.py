@@ -52,10 +52,16 @@ def verify_lines(r: dict, verdict: str, ms: str) -> tuple[str, str]:
     return head, tail
 
 
-def decoded_line(r: dict) -> str | None:
+def notes(r: dict) -> list[str]:
+    """The lines after an answer: cells the decoding changed, a halt the rule checker overruled."""
+    out = []
+    if r.get("ran_past_halt"):
+        out.append(f"Q said halt at step {r['halted_at']} on an answer that breaks the rules: ran on to step "
+                   f"{r['steps']} (--no-halt always runs every step)")
     if r["cells_decoded"]:
-        return f"{r['cells_decoded']} cells differ from the model's own argmax ({r['decode']} decoding; --raw shows it)"
-    return None
+        out.append(f"{r['cells_decoded']} cells differ from the model's own argmax ({r['decode']} decoding; --raw "
+                   f"shows it)")
+    return out
 
 
 def solve_maze(args, model, cfg: dict) -> None:
@@ -81,8 +87,8 @@ def solve_maze(args, model, cfg: dict) -> None:
     print(head)
     print(r["solution"])
     print(tail)
-    if decoded_line(r):
-        print(decoded_line(r))
+    for line in notes(r):
+        print(line)
 
 
 def _maze_question(args, model, cfg: dict, size: int):

@@ -12,6 +12,7 @@ from ..checkpoint import CheckpointError, load_config, load_model, resolve_check
 from ..data import maze, sudoku
 from ..data.format import DatasetError, load_dataset
 from ..model import TRM
+from ..shipped import list_models, models_dir
 
 SERVED = ("sudoku", "maze")  # the tasks the page draws and the rule checkers cover (ARC: not yet)
 
@@ -70,15 +71,9 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
 
 
 def default_models_dir() -> Path | None:
-    """models/ in the working directory or in the repository holding this package, if it holds a checkpoint."""
-    for d in (Path.cwd() / "models", Path(__file__).resolve().parents[3] / "models"):
-        if d.is_dir():
-            try:
-                find_checkpoints([d])
-                return d
-            except CheckpointError:
-                pass
-    return None
+    """The shipped models' folder (trm.shipped.models_dir), if it holds a model."""
+    d = models_dir()
+    return d if list_models(d) else None
 
 
 class Models:

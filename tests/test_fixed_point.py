@@ -2,6 +2,7 @@
 it claims to be, the implicit gradient's memory does not grow with the iterations, and a TRM with a solver trains,
 evaluates and reports its solves while solver unroll leaves the model as it was."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -320,3 +321,26 @@ def test_training_records_carry_the_solves(sort_data, tmp_path):
     logs = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     logs = [r for r in logs if "loss" in r]
     assert logs and all(r["solver_solves"] == 2 for r in logs)  # one step x T = 2 recursions per record
+
+
+def test_the_iteration_cap_at_test_time(sort_data, tmp_path, cli):
+    # the cap is the trained max_iter unless set; k caps as a model built with max_iter k does; 0 drops the solve
+    capped = tiny(**{**DEQ, "tol": 0})
+    built = tiny(**{**DEQ, "tol": 0, "max_iter": 2})
+    capped.test_max_iter = 2
+    assert torch.equal(step(capped, train=False)[0], step(built, train=False)[0])
+    assert capped.solver_stats()["iter_max"] == 2
+    capped.test_max_iter = 0
+    dropped = step(capped, train=False)[0]
+    assert capped.solver_stats() == {"solves": 0} and not torch.equal(dropped, step(built, train=False)[0])
+    # trm eval --max-iter: on a solver checkpoint, recorded; refused for one that iterates n times
+    for kw, name in ((DEQ, "deq"), ({}, "trm")):
+        cfg = TrainConfig(data=str(sort_data), out=str(tmp_path / name), batch_size=8, steps=1, warmup_steps=1,
+                          optimizer="adamw", loss="softmax", ema=0, eval_every=0, log_every=1, dtype="fp32")
+        Trainer(ModelConfig(**{**BASE, **kw, "vocab_size": 6, "seq_len": 8}), cfg, progress=False).fit()
+    code, out, _ = cli("eval", "--checkpoint", tmp_path / "deq", "--data", sort_data, "--max-iter", "0", "--json")
+    assert code == 0 and json.loads(out)["max_iter"] == 0 and json.loads(out)["solver"] == {"solves": 0}
+    code, _, err = cli("eval", "--checkpoint", tmp_path / "trm", "--data", sort_data, "--max-iter", "2")
+    assert code == 2 and "solver unroll" in err
+    code, _, err = cli("eval", "--checkpoint", tmp_path / "deq", "--data", sort_data, "--max-iter", "-1")
+    assert code == 2 and "--max-iter must be >= 0" in err

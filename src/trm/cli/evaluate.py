@@ -38,6 +38,8 @@ def add_parsers(sub) -> None:
     ep.add_argument("--device", default="auto")
     ep.add_argument("--json", action="store_true", help="print one JSON object")
     ep.add_argument("--quiet", action="store_true")
+    ep.add_argument("--max-iter", type=int, default=None, help="fixed-point models: cap the solver's iterations "
+                    "at test time (0 = no solve: z kept from the step before; the equilibrium-internalization test)")
     ep.add_argument("--verify", action="store_true", help="with the sampler flags: also score verify@K, the "
                     "best-q rollout among those the rule checker accepts (Sudoku, maze)")
     add_sampler_flags(ep)
@@ -78,13 +80,20 @@ def cmd_eval(args) -> None:
     check_flags(args, ("D", 1), ("limit", 0, "0 = all"), ("batch_size", 1))
     device = pick_device(args.device)
     model, ckpt_cfg = load_model(args.checkpoint, device)
+    if args.max_iter is not None:
+        if not model.cfg.uses_solver:
+            raise UserError(f"--max-iter caps a fixed-point solve; {args.checkpoint} iterates n = {model.cfg.n} "
+                            f"times (solver unroll)")
+        check_flags(args, ("max_iter", 0))
+        model.test_max_iter = args.max_iter
     sampler = sampler_config(args, model.cfg.N_sup)
     if args.verify and (sampler is None or validator(ds.meta) is None):
         raise UserError("--verify scores PTRM rollouts with a rule checker: give sampler flags (--K, --sigma, ...) "
                         "and a Sudoku or maze dataset (a deterministic eval reports valid_fraction already)")
     split = ds[args.split]
     check_data_fits(ds, model, ckpt_cfg, split)
-    head = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split}
+    head = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split,
+            **({"max_iter": args.max_iter} if args.max_iter is not None else {})}
     if sampler is not None:
         m = {**head, **evaluate_sampled(model, split, sampler, seeds=seed_list(args), limit=args.limit,
                                         max_rows=args.max_rows, memory_gb=args.memory_gb, dtype=args.dtype,

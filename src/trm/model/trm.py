@@ -287,6 +287,7 @@ class TRM(nn.Module):
         z_shape = (cfg.n, d) if cfg.recursion == "multiz" else (d,)
         self.register_buffer("z_init", trunc_normal_(torch.empty(z_shape), 1.0))
         self._solves = SolveLog()  # fixed-point variant: the stats of every solve, until solver_stats() takes them
+        self.test_max_iter: int | None = None  # evaluation only: another iteration cap (0: no solve, z carried)
         self._jac: torch.Tensor | None = None  # ... and the Jacobian penalty of the last forward with gradients
 
     # --- what the rest of trm uses -------------------------------------------------------------------------
@@ -385,10 +386,13 @@ class TRM(nn.Module):
     def _solve_z(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """z* = f(z* + y + x) from the carried z, with the gradient cfg.fp_grad when autograd records."""
         c, f = self.cfg, self.net
+        cap = c.max_iter if self.test_max_iter is None else self.test_max_iter
+        if cap == 0:  # the solver dropped at inference (Attractor Models' equilibrium internalization test)
+            return z
 
         def g(h):
             return f(h + y + x)
-        z, stats = fixed_point(g, z, solver=c.solver, grad=c.fp_grad, max_iter=c.max_iter, min_iter=c.min_iter,
+        z, stats = fixed_point(g, z, solver=c.solver, grad=c.fp_grad, max_iter=cap, min_iter=min(c.min_iter, cap),
                                tol=c.tol, m=c.anderson_m, beta=c.anderson_beta, phantom_k=c.phantom_k,
                                on_backward=lambda s: self._solves.add(s, backward=True))
         self._solves.add(stats)

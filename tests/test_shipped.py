@@ -39,6 +39,12 @@ def test_ship_writes_weights_config_and_a_card_from_evaluations(cli, run4, shipp
     code, out, _ = cli("eval", "--checkpoint", run, "--data", data, "--json", "--quiet")
     ev = json.loads(out)
     assert card["held_out"]["exact_accuracy"] == ev["exact_accuracy"] and card["held_out"]["n"] == ev["n"] == 4
+    assert "from" in card["held_out"]  # the run's final evaluation: the same weights and split
+    code, out, _ = cli("models", "ship", run, "limited", "--dir", shipped, "--limit", "3", "--solve-limit", "0",
+                       "--ptrm-limit", "0")
+    fresh = json.loads((shipped / "limited" / "card.json").read_text())["held_out"]
+    assert code == 0 and fresh["n"] == 3 and "from" not in fresh
+    assert "solve" not in json.loads((shipped / "limited" / "card.json").read_text())
     assert card["command"].startswith("trm train --preset sudoku4-cpu")
     assert card["solve"]["default"]["n"] == 2 and card["ptrm"]["sampler"]["K"] == 2
     readme = (d / "README.md").read_text()

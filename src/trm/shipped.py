@@ -116,7 +116,7 @@ def _answer_tokens(task: Task, r: dict, inputs: np.ndarray) -> np.ndarray:
 
 
 def ship(run: str | os.PathLike, name: str, *, root: Path | None = None, data: str | None = None,
-         hard: str | None = None, limit: int = 0, solve_limit: int = 200, ptrm_limit: int = 200,
+         hard: str | None = None, limit: int = 0, hard_limit: int = 0, solve_limit: int = 200, ptrm_limit: int = 200,
          ptrm: SamplerConfig | None = None, verify_budget: int = 64, log=print) -> Path:
     """Copy RUN's evaluated weights to models/NAME and write its card from fresh evaluations: the held-out
     test split of its dataset (or `data`), the hard pool `hard` (optional), `trm solve` as a user runs it
@@ -146,21 +146,26 @@ def ship(run: str | os.PathLike, name: str, *, root: Path | None = None, data: s
     task = Task(kind, int(meta["size"]))
     split = ds["test"]
     t0 = time.perf_counter()
-    log(f"held-out: {data} test split, {limit or len(split)} puzzles")
     card = {"name": name, "task": kind, "size": task.size, "source_run": str(run),
             "params": count_parameters(model)["trainable"], "model": cfg["model"], "preset": cfg.get("preset"),
             "command": _command(cfg), "git_commit": cfg.get("git_commit"), "environment": cfg.get("environment"),
             "data": {"path": str(data), "meta": cfg.get("data_meta")}, "step": cfg.get("step")}
     run_eval = Path(ckpt).parent / "eval.json"
-    if run_eval.is_file():
-        card["train_seconds"] = json.loads(run_eval.read_text()).get("train_s")
-    card["held_out"] = _eval_record(evaluate(model, split, limit=limit, validity=validator(ds.meta)))
+    final = json.loads(run_eval.read_text()) if run_eval.is_file() else {}
+    card["train_seconds"] = final.get("train_s")
+    if (final.get("step") == cfg.get("step") and final.get("n") == len(split) and not limit
+            and Path(data).resolve() == Path(cfg.get("train", {}).get("data", "")).resolve()):
+        # the run's final evaluation: the same weights (its step), the same split, the same evaluate()
+        card["held_out"] = {**_eval_record(final), "from": "the run's final evaluation (eval.json)"}
+    else:
+        log(f"held-out: {data} test split, {limit or len(split)} puzzles")
+        card["held_out"] = _eval_record(evaluate(model, split, limit=limit, validity=validator(ds.meta)))
     if hard:
         hs = load_dataset(hard)
         if hs.meta.get("task") != kind or hs.meta.get("size") != task.size:
             raise CheckpointError(f"--hard {hard} is not {kind} of size {task.size}")
-        log(f"hard pool: {hard} test split, {limit or len(hs['test'])} puzzles")
-        card["hard"] = {"path": str(hard), **_eval_record(evaluate(model, hs["test"], limit=limit,
+        log(f"hard pool: {hard} test split, {hard_limit or len(hs['test'])} puzzles")
+        card["hard"] = {"path": str(hard), **_eval_record(evaluate(model, hs["test"], limit=hard_limit,
                                                                     validity=validator(hs.meta)))}
     if solve_limit:
         log(f"trm solve (decoded, halting checked; --verify budget {verify_budget}) on {solve_limit} puzzles")
@@ -197,6 +202,7 @@ def render_card(c: dict) -> str:
     splits = dm.get("splits", {})
     env = c.get("environment") or {}
     minutes = f"{c['train_seconds'] / 60:.1f} training minutes, " if c.get("train_seconds") else ""
+    source = "; the run's final evaluation" if "from" in h else ""
     lines = [
         f"# {c['name']}: {what}",
         "",
@@ -219,7 +225,7 @@ def render_card(c: dict) -> str:
         "",
         "| evaluation | puzzles | exact | cells | note |", "|---|---|---|---|---|",
         f"| held-out test split, all {h['D']} steps (as `trm eval`) | {h['n']} | {_pct(h['exact_accuracy'])} | "
-        f"{_pct(h['cell_accuracy'])} | the model's argmax |",
+        f"{_pct(h['cell_accuracy'])} | the model's argmax{source} |",
         f"| held-out, stopping where Q halts | {h['n']} | {_pct(h.get('exact_accuracy_at_halt'))} | | mean halt "
         f"step {h.get('mean_halt_steps', '-')} |",
     ]

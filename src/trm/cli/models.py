@@ -24,7 +24,9 @@ def add_parsers(sub) -> None:
     sp.add_argument("--dir", default=argparse.SUPPRESS, help="the models folder (as for trm models)")
     sp.add_argument("--data", default=None, help="held-out data (default: the dataset the run trained on)")
     sp.add_argument("--hard", default=None, help="a dataset of harder puzzles of the same size (its test split)")
-    sp.add_argument("--limit", type=int, default=0, help="held-out and hard puzzles evaluated (0 = all)")
+    sp.add_argument("--limit", type=int, default=0, help="held-out puzzles evaluated (0 = all: the run's final "
+                    "evaluation when it is of these weights)")
+    sp.add_argument("--hard-limit", type=int, default=0, help="hard-pool puzzles evaluated (0 = all)")
     sp.add_argument("--solve-limit", type=int, default=200,
                     help="puzzles solved as `trm solve` and `trm solve --verify` do (0 = skip)")
     sp.add_argument("--verify-budget", type=int, default=64, help="rollouts --verify may try per puzzle")
@@ -51,12 +53,12 @@ def cmd_models(args) -> None:
 
 
 def cmd_ship(args) -> None:
-    check_flags(args, ("limit", 0, "0 = all"), ("solve_limit", 0, "0 = skip"), ("ptrm_limit", 0, "0 = skip"),
+    check_flags(args, ("limit", 0, "0 = all"), ("hard_limit", 0, "0 = all"), ("solve_limit", 0, "0 = skip"), ("ptrm_limit", 0, "0 = skip"),
                 ("verify_budget", 1), ("K", 1))
     root = None if args.dir is None else Path(args.dir)
     sampler = SamplerConfig(K=args.K, sigma=args.sigma, noise=args.noise)
     sampler.validate()
-    out = ship(args.run, args.name, root=root, data=args.data, hard=args.hard, limit=args.limit,
+    out = ship(args.run, args.name, root=root, data=args.data, hard=args.hard, limit=args.limit, hard_limit=args.hard_limit,
                solve_limit=args.solve_limit, ptrm_limit=args.ptrm_limit, ptrm=sampler,
                verify_budget=args.verify_budget)
     print(f"shipped: {out} (card: {out / 'README.md'})")

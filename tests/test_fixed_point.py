@@ -344,3 +344,31 @@ def test_the_iteration_cap_at_test_time(sort_data, tmp_path, cli):
     assert code == 2 and "solver unroll" in err
     code, _, err = cli("eval", "--checkpoint", tmp_path / "deq", "--data", sort_data, "--max-iter", "-1")
     assert code == 2 and "--max-iter must be >= 0" in err
+
+
+def test_residual_curves_are_the_solves_history(sort_data, tmp_path, cli):
+    from trm.analysis.solver import residual_curves
+    model = tiny(**{**DEQ, "T": 1, "tol": 0, "max_iter": 5}).eval()
+    g = torch.Generator().manual_seed(1)
+    inputs, ids = torch.randint(1, 7, (4, 9), generator=g), torch.randint(0, 3, (4,), generator=g)
+    with torch.no_grad():
+        model(model.initial_carry(4), inputs, ids)
+    trained = model._solves.forward[-1]
+    r = residual_curves(model, inputs.numpy(), ids.numpy(), D=3, iters=12)
+    mean, worst = np.array(r["mean_by_step"]), np.array(r["max_by_step"])
+    assert mean.shape == worst.shape == (3, 12) and (mean <= worst + 1e-12).all()
+    # the first 5 of 12 iterations are the trained solve's, which has the same start (T = 1, step 1)
+    assert mean[0, 4] == pytest.approx(trained.residual_mean, rel=1e-5)
+    assert r["mean_at_trained_cap_by_step"][0] == pytest.approx(trained.residual_mean, rel=1e-5)
+    assert model.test_max_iter is None and model.test_tol is None  # restored
+    # trm analyze on a fixed-point checkpoint: the curves in report.json and a figure
+    cfg = TrainConfig(data=str(sort_data), out=str(tmp_path / "deq"), batch_size=8, steps=1, warmup_steps=1,
+                      optimizer="adamw", loss="softmax", ema=0, eval_every=0, log_every=1, dtype="fp32")
+    Trainer(ModelConfig(**{**BASE, **DEQ, "vocab_size": 6, "seq_len": 8}), cfg, progress=False).fit()
+    code, out, err = cli("analyze", "--checkpoint", tmp_path / "deq", "--data", sort_data, "--out", tmp_path / "rep",
+                         "--limit", "6", "--full-rows", "3", "--sae-steps", "3", "--K", "1", "--max-failures", "2",
+                         "--solver-iters", "10", "--solver-rows", "4", "--quiet")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert rep["solver"]["rows"] == 4 and len(rep["solver"]["mean_by_step"][0]) == 10
+    assert (tmp_path / "rep" / "solver_residual.png").is_file() and "z solve" in rep["findings"]["solver"]

@@ -50,6 +50,11 @@ def add_parser(sub) -> None:
     g.add_argument("--sae-l1", type=float, default=s.l1,
                    help="an L1 penalty with this coefficient instead of top-k (e.g. 1e-3; default top-k)")
     g.add_argument("--sae-steps", type=int, default=s.steps, help=f"training steps (default {s.steps})")
+    g = p.add_argument_group("fixed-point models (solver fpi or anderson): residual against iteration")
+    g.add_argument("--solver-iters", type=int, default=a.solver_iters,
+                   help=f"iterations every z solve gets, the tolerance off (default {a.solver_iters})")
+    g.add_argument("--solver-rows", type=int, default=a.solver_rows,
+                   help=f"on the first this many puzzles (default {a.solver_rows})")
     p.add_argument("--seed", type=int, default=0, help="seed of every noise draw and of the SAE")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "auto"],
                    help="fp32 by default: perturbations of 1e-3 are below bf16's resolution")
@@ -80,7 +85,8 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     cfg = AnalysisConfig(limit=args.limit, D=args.D or 0, latent_steps=args.latent_steps, full_rows=args.full_rows,
                          max_lag=args.max_lag, tol=args.tol, tail=args.tail, quick=args.quick, eps=args.eps,
                          K=args.K, sigma=args.sigma, init_sigma=args.init_sigma, max_failures=args.max_failures,
-                         seed=args.seed, dtype=args.dtype,
+                         seed=args.seed, dtype=args.dtype, solver_iters=args.solver_iters,
+                         solver_rows=args.solver_rows,
                          sae=SAEConfig(features=args.sae_features, k=args.sae_k, l1=args.sae_l1,
                                        steps=args.sae_steps, seed=args.seed))
     cfg.validate()

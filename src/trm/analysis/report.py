@@ -68,6 +68,17 @@ def findings(r: dict) -> dict[str, str]:
                       f"features). Active features settle at step (median) " + ", ".join(
                           f"{_med(fs, m, '.0f')} for {m}" for m in MODES if fs[m]["n"])
                       + f"; the feature trajectories are {fk}.")
+    if "solver" in r:
+        s = r["solver"]
+        cap = s["mean_at_trained_cap_by_step"]
+        reach = [k for k in s["iterations_to_tol_by_step"] if k is not None]
+        out["solver"] = (f"The {s['solver']} z solve on {s['rows']} puzzles: mean relative residual "
+                         f"{cap[0]:.2g} at step 1 and {cap[-1]:.2g} at step {len(cap)} after the trained cap of "
+                         f"{s['trained_max_iter']} iterations, {s['mean_at_end_by_step'][-1]:.2g} after "
+                         f"{s['iters']}; the worst puzzle is within tol {s['tol']:g} at the cap in "
+                         f"{s['steps_within_tol_at_cap']} of {len(cap)} steps"
+                         + (f", and reaches it after {min(reach)}-{max(reach)} iterations in {len(reach)} steps."
+                            if reach else f", and never within {s['iters']} iterations."))
     iv = r["interventions"]
     if iv["failures"] == 0:
         out["interventions"] = "No deterministic failure to rescue."
@@ -233,6 +244,9 @@ def _fig_init_rollouts(plt, f: dict, r: dict):
         ax.scatter(xy[-1, 0], xy[-1, 1], color="black", marker="x")
         ax.set_title(f"failure {p + 1}: black deterministic, blue/green noisy init\n(green: solved)", fontsize=8)
     ax = axs[-1]
+    if "init_dist" not in f:  # K = 1: one rollout per failure, no distance between rollouts
+        ax.set_axis_off()
+        return fig
     x = np.arange(1, len(f["init_dist"]) + 1)
     ax.plot(x, f["init_dist"], label="initial-state noise")
     ax.plot(x, f["z_dist"], label="latent noise each step")
@@ -380,6 +394,26 @@ def _fig_latent(plt, f: dict, r: dict):
     return fig
 
 
+def _fig_solver(plt, f: dict, r: dict):
+    s = f.get("solver")
+    if s is None:
+        return None
+    fig, ax = plt.subplots(layout="constrained", figsize=(6.5, 3.8))
+    mean, worst = np.asarray(s["mean_by_step"]), np.asarray(s["max_by_step"])
+    it = np.arange(1, mean.shape[1] + 1)
+    D = len(mean)
+    for t in sorted({0, D // 2, D - 1}):
+        line, = ax.plot(it, mean[t], lw=1.8, label=f"step {t + 1}: mean")
+        ax.plot(it, worst[t], lw=0.9, ls="--", color=line.get_color(), label=f"step {t + 1}: worst")
+    ax.axhline(s["tol"], color="black", ls=":", lw=1, label=f"tol {s['tol']:g}")
+    ax.axvline(s["trained_max_iter"], color="gray", ls="-.", lw=1, label=f"trained cap {s['trained_max_iter']}")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"{s['solver']} iteration (the last z solve of the step)")
+    ax.set_ylabel("relative residual ||g(z) - z|| / ||g(z)||")
+    ax.legend(fontsize=7)
+    return fig
+
+
 FIGURES = (  # file, builder(plt, figure data, results), the finding that interprets it, caption
     ("steps.png", _fig_steps, "accuracy",
      "Accuracy, loss, q_halt and the step-to-step move of the state over the supervision steps."),
@@ -399,6 +433,9 @@ FIGURES = (  # file, builder(plt, figure data, results), the finding that interp
      "Escape rates of the deterministic failures."),
     ("latent_steps.png", _fig_latent, "latent",
      "Inside the supervision steps: how much each call of f changes its output."),
+    ("solver_residual.png", _fig_solver, "solver",
+     "Fixed-point models: the relative residual of the z solve after each iteration (the cap raised, no "
+     "tolerance), at the first, middle and last supervision step."),
 )
 
 

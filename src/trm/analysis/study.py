@@ -28,6 +28,7 @@ from .dynamics import KINDS, MODES, classify, lyapunov, plateau, settle_step, st
     trajectory_modes
 from .landscape import fit_pca
 from .record import record
+from .solver import residual_curves
 from .sae import SAEConfig, feature_dynamics, train_sae
 
 
@@ -50,6 +51,8 @@ class AnalysisConfig:
     seed: int = 0
     dtype: str = "fp32"        # distances of 1e-3 do not survive bf16
     max_rows: int = 256        # rollouts run at once (memory: max_lag states of each)
+    solver_iters: int = 64     # fixed-point models: iterations every z solve gets for the residual curves
+    solver_rows: int = 64      # ... on the first this many puzzles
     sae: SAEConfig = field(default_factory=SAEConfig)
 
     def validate(self) -> None:
@@ -67,7 +70,9 @@ class AnalysisConfig:
                    self.init_sigma),
                   (self.max_failures >= 0, "--max-failures must be >= 0", self.max_failures),
                   (self.max_rows >= 2, "--max-rows must be >= 2", self.max_rows),
-                  (self.dtype in ("fp32", "bf16", "auto"), "--dtype must be fp32, bf16 or auto", self.dtype)]
+                  (self.dtype in ("fp32", "bf16", "auto"), "--dtype must be fp32, bf16 or auto", self.dtype),
+                  (self.solver_iters >= 1, "--solver-iters must be >= 1", self.solver_iters),
+                  (self.solver_rows >= 1, "--solver-rows must be >= 1", self.solver_rows)]
         for ok, msg, value in checks:
             if not ok:
                 raise ValueError(f"{msg} (got {value})")
@@ -223,6 +228,10 @@ def analyze(model: TRM, split: Split, cfg: AnalysisConfig, *, record_dir: str | 
             r = sel[i]
             figdata["pca_puzzles"].append({"row": int(r), "mode": MODES[modes[r]], "xy": pca.transform(y),
                                            "q": q[r], "cell": cell[r], "explained": pca.explained})
+    if c.uses_solver:  # the fixed-point variant: residual against iteration, the cap raised, no tolerance
+        rows = min(P, cfg.solver_rows)
+        results["solver"] = residual_curves(model, inputs[:rows], ids[:rows], N, cfg.solver_iters)
+        figdata["solver"] = results["solver"]
     stage("recording")
 
     # --- 2. Lyapunov: pairs of trajectories started eps apart -------------------------------------------------

@@ -47,6 +47,7 @@ class SolveStats:
     residual_max: float    # relative residual of the last iterate, the batch's worst sample
     residual_mean: float   # ... its mean over the batch
     converged: bool        # residual_max < tol
+    history: tuple = ()    # (mean, max) relative residual over the batch after each iteration (trm analyze)
 
 
 def _wide(dtype: torch.dtype) -> torch.dtype:
@@ -67,18 +68,21 @@ def _iterate(g: Map, z0: torch.Tensor, step, *, max_iter: int, min_iter: int, to
     """The loop both solvers share: evaluate g, test the residual, `step(z, g(z), g(z) - z)` to the next z."""
     if max_iter < 1 or not 0 <= min_iter <= max_iter:
         raise ValueError(f"a solve needs max_iter >= 1 and 0 <= min_iter <= max_iter, not {max_iter}, {min_iter}")
+    history = []
     with _full_precision(z0):
         z = z0.to(_wide(z0.dtype))
         for k in range(max_iter):
             gz = g(z).to(z.dtype)
             f = gz - z
             res = f.flatten(1).norm(dim=1) / (gz.flatten(1).norm(dim=1) + eps)
+            history.append(torch.stack([res.mean(), res.max()]).detach())
             if k + 1 == max_iter or (k + 1 >= min_iter and tol > 0 and bool(res.max() < tol)):
                 break
             z = step(z, gz, f)
     res = res.detach()
     worst = float(res.max())
-    return gz.to(z0.dtype), SolveStats(k + 1, worst, float(res.mean()), worst < tol)
+    hist = tuple(map(tuple, torch.stack(history).tolist()))  # one device sync for the whole solve
+    return gz.to(z0.dtype), SolveStats(k + 1, worst, float(res.mean()), worst < tol, hist)
 
 
 def fpi(g: Map, z0: torch.Tensor, *, max_iter: int = 16, min_iter: int = 0, tol: float = 1e-3,

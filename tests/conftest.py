@@ -63,3 +63,36 @@ def tiny_maze_run(tmp_path_factory):
     assert main(["train", "--preset", "maze15-cpu", "--data", str(d / "data"), "--out", str(d / "run"),
                  "--steps", "2", *TINY]) == 0
     return d / "run", d / "data"
+
+
+def tiny_arc_tasks():
+    """Two small ARC tasks (flip left-right, recolour 1 -> 2), with their test outputs."""
+    def pair(x, f):
+        return {"input": x, "output": f(x)}
+    flip = lambda g: [row[::-1] for row in g]  # noqa: E731
+    recolour = lambda g: [[2 if v == 1 else v for v in row] for row in g]  # noqa: E731
+    grids = [[[1, 0, 0], [0, 3, 0]], [[0, 1], [4, 1], [1, 1]], [[5, 1, 1, 0]], [[1], [0], [7]]]
+    return {"t_flip": {"train": [pair(g, flip) for g in grids[:3]], "test": [pair(grids[3], flip)]},
+            "t_recolour": {"train": [pair(g, recolour) for g in grids[1:]], "test": [pair(grids[0], recolour)]}}
+
+
+def tiny_arc_run(tmp_path_factory):
+    """An ARC dataset built from two made-up tasks (trained on as the training and the evaluation collection)
+    and a 2-step checkpoint of the arc1-cpu preset on it; returns (run, data, the evaluation task's JSON)."""
+    import json
+    from trm.cli import main
+    from trm.data import arc
+    d = tmp_path_factory.mktemp("arc")
+    tasks = tiny_arc_tasks()
+    for name, tid in (("training", "t_flip"), ("evaluation", "t_recolour")):
+        t = tasks[tid]
+        (d / f"arc-agi_{name}_challenges.json").write_text(json.dumps(
+            {tid: {"train": t["train"], "test": [{"input": p["input"]} for p in t["test"]]}}))
+        (d / f"arc-agi_{name}_solutions.json").write_text(json.dumps({tid: [p["output"] for p in t["test"]]}))
+    data = arc.build_arc(d / "data", root=d, train_collections=("training",), test_collections=("evaluation",),
+                         augments=2, seed=0, progress=False)
+    tiny = ["--d", "8", "--heads", "1", "--n", "1", "--T", "1", "--N_sup", "1", "--puzzle_emb_dim", "8",
+            "--batch_size", "4", "--eval_every", "0", "--dtype", "fp32", "--quiet"]
+    assert main(["train", "--preset", "arc1-cpu", "--data", str(data), "--out", str(d / "run"), "--steps", "2",
+                 *tiny]) == 0
+    return d / "run", data, tasks["t_recolour"]

@@ -16,7 +16,7 @@ from trm.data.format import load_dataset
 from trm.serve import Models, make_server
 from trm.trusted import solve_sudoku
 
-from conftest import tiny_maze_run, tiny_sudoku_run
+from conftest import tiny_arc_run, tiny_maze_run, tiny_sudoku_run
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +247,44 @@ def test_a_maze_model_streams_its_path(run4, tmp_path_factory):
         assert final["solution"].replace("o", " ") == question  # walls, S and G kept
         status, text = request(srv, "POST", "/api/solve", {"puzzle": question, "model": name, "decode": "propagate"})
         assert status == 400 and "for Sudoku" in json.loads(text)["error"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def arc_run(tmp_path_factory):
+    return tiny_arc_run(tmp_path_factory)
+
+
+def test_an_arc_model_answers_two_attempts_and_their_votes(run4, arc_run, cli, tmp_path):
+    run, data, task = arc_run
+    srv = make_server(Models([run4[0], run]), "127.0.0.1", 0, quiet=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        models = {m["name"]: m for m in json.loads(request(srv, "GET", "/api/models")[1])["models"]}
+        name = next(n for n, m in models.items() if m["task"] == "arc")
+        assert models[name]["served"]
+        body = {"model": name, "task": task, "augments": 3}
+        status, text = request(srv, "POST", "/api/solve", body)
+        got = json.loads(text)
+        (tmp_path / "task.json").write_text(json.dumps(task))
+        code, out, _ = cli("solve", tmp_path / "task.json", "--checkpoint", run, "--augments", "3", "--json")
+        assert status == 200 and code == 0 and got == json.loads(out)  # what trm solve --json prints
+        assert got["trained_versions"] and len(got["pairs"]) == 1 and "correct" in got["pairs"][0]
+        status, events = stream(srv, body)
+        assert status == 200 and [e["event"] for e in events] == ["start", "final"]
+        assert events[0]["test_inputs"] == [task["test"][0]["input"]] and events[1]["result"] == got
+        for bad, words in (({"model": name}, "give 'task'"),
+                           ({"model": name, "task": {"train": 1}}, "not an ARC task"),
+                           ({"model": name, "task": task, "augments": 0}, "'augments' must be"),
+                           ({"model": name, "task": task, "K": 4}, "an ARC model takes"),
+                           ({"model": "run", "task": task}, "for ARC models")):
+            status, text = request(srv, "POST", "/api/solve", bad)
+            err = json.loads(text).get("error", text)
+            assert status == 400 and words in err and "\n" not in err, (bad, err)
+        status, text = request(srv, "GET", f"/api/puzzle?model={name}&index=0")
+        assert status == 404 and "task file" in json.loads(text)["error"]
     finally:
         srv.shutdown()
         srv.server_close()

@@ -5,6 +5,8 @@
     GET  /api/puzzle?model=M&index=I   {"puzzle", "index", "count"}: a test puzzle of M's dataset
     POST /api/solve              {"puzzle", "model", ...} -> what `trm solve --json` prints (trm.trusted.solve)
     POST /api/solve/stream       the same request -> JSON lines, one event per supervision step (trm.serve.stream)
+    (an ARC model: {"task": {"train": [...], "test": [...]}, "model", "augments", "D"} -> two attempts per test
+    pair and their votes, trm.arc_eval.solve; streamed as a start and a final event: the vote needs every version)
 
 A refused request gets a 4xx status and {"error": "one line"}; the server goes on serving. A streamed solve
 stops computing when its client goes away (checked before every event: a closed socket reads as end-of-file,
@@ -23,6 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlparse
 
+from .. import arc_eval
+from ..data import arc
+from ..data.format import DatasetError
 from ..sampling import SamplerConfig
 from ..trusted import DECODE, Task, solve, truth_of, verify_config
 from .models import Models, RequestError, parse_puzzle
@@ -38,10 +43,12 @@ class Limits:
     K: int = 64                  # rollouts per batch
     D: int = 256                 # supervision steps
     budget: int = 512            # rollouts one --verify request may try
+    augments: int = 64           # ARC: versions voted
 
 
 FIELDS = {"puzzle": str, "model": str, "K": int, "sigma": float, "D": int, "noise": str, "select": str,
-          "verify": bool, "budget": int, "decode": str, "halt": bool, "seed": int}
+          "verify": bool, "budget": int, "decode": str, "halt": bool, "seed": int, "task": dict, "augments": int}
+ARC_FIELDS = {"task", "model", "augments", "D"}
 
 
 class ClientGone(Exception):
@@ -81,9 +88,13 @@ class App:
                 want is float and isinstance(v, int) and not isinstance(v, bool))
             if not ok:
                 raise RequestError(400, f"field {k!r} must be {want.__name__}, not {type(v).__name__}")
+        entry = self.models.entry(body.get("model"))
+        if entry.task == "arc":
+            return self._parse_arc(entry, body)
+        if body.get("task") is not None or body.get("augments") is not None:
+            raise RequestError(400, f"'task' and 'augments' are for ARC models; {entry.name} solves {entry.task}")
         if body.get("puzzle") is None:
             raise RequestError(400, "give 'puzzle' (Sudoku: 81 characters, '.' or '0' blank; maze: rows of '# SG')")
-        entry = self.models.entry(body.get("model"))
         task = Task(entry.task, entry.size)
         inputs = parse_puzzle(entry.task, entry.size, body["puzzle"])
         model = self.models.load(entry)
@@ -123,8 +134,30 @@ class App:
             "how": how, "sampler": sampler, "verify": verify, "D": D, "halt": body.get("halt", True) is not False,
             "seed": body.get("seed") or 0, "dtype": "auto"})
 
+    def _parse_arc(self, entry, body: dict) -> Request:
+        extra = sorted(k for k in body if k not in ARC_FIELDS and body[k] is not None)
+        if extra:
+            raise RequestError(400, f"an ARC model takes {', '.join(sorted(ARC_FIELDS))}, not {', '.join(extra)}")
+        if body.get("task") is None:
+            raise RequestError(400, "give 'task': an ARC task as JSON ({\"train\": [...], \"test\": [...]})")
+        try:
+            task = arc.parse_task("task", body["task"], where="'task'")
+        except DatasetError as e:
+            raise RequestError(400, str(e)) from None
+        L = self.limits
+        augments, D = body.get("augments"), body.get("D")
+        augments = 8 if augments is None else augments
+        if not 1 <= augments <= L.augments:
+            raise RequestError(400, f"'augments' must be 1..{L.augments}")
+        if D is not None and not 1 <= D <= L.D:
+            raise RequestError(400, f"'D' must be 1..{L.D}")
+        return Request(entry, None, task, {"augments": augments, "D": D})
+
     def solve(self, req: Request, on_batch=None, on_step=None) -> dict:
         self.count("solves")
+        if req.entry.task == "arc":
+            return arc_eval.solve(self.models.load(req.entry), req.inputs, req.entry.data, dtype="auto",
+                                  **req.options)
         return solve(self.models.load(req.entry), req.task, req.inputs, on_batch=on_batch, on_step=on_step,
                      **req.options)
 
@@ -257,8 +290,13 @@ class Handler(BaseHTTPRequestHandler):
             if app.after_event is not None:
                 app.after_event(event)
 
-        events = StepEvents(req.task, req.inputs, truth_of(req.task, req.inputs), send)
         try:
+            if req.entry.task == "arc":  # no steps to show: the answer is the vote over every version
+                send({"event": "start", "task": "arc", "test_inputs": [x.astype(int).tolist()
+                                                                     for x, _ in req.inputs.test]})
+                send({"event": "final", "result": app.solve(req)})
+                return
+            events = StepEvents(req.task, req.inputs, truth_of(req.task, req.inputs), send)
             events.start()
             events.final(app.solve(req, on_batch=events.on_batch, on_step=events.on_step))
         except ClientGone:

@@ -14,7 +14,7 @@ from ..data.format import DatasetError, load_dataset
 from ..model import TRM
 from ..shipped import list_models, models_dir
 
-SERVED = ("sudoku", "maze")  # the tasks the page draws and the rule checkers cover (ARC: not yet)
+SERVED = ("sudoku", "maze", "arc")  # the tasks the page draws
 
 
 class RequestError(ValueError):
@@ -96,7 +96,7 @@ class Models:
         for e in self.entries.values():
             m = e.cfg["model"]
             n_test = None
-            if e.data is not None:
+            if e.data is not None and e.task != "arc":
                 try:
                     n_test = len(load_dataset(e.data)["test"])
                 except (DatasetError, OSError, ValueError):
@@ -126,6 +126,8 @@ class Models:
 
     def test_puzzle(self, e: Entry, index: int) -> str:
         """Test puzzle `index` of the model's dataset, as the text /api/solve takes."""
+        if e.task == "arc":
+            raise RequestError(404, "an ARC dataset keeps no task JSON to draw from: load a task file")
         if e.data is None:
             raise RequestError(404, f"model {e.name} has no dataset here to draw puzzles from")
         split = load_dataset(e.data)["test"]

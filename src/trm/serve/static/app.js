@@ -10,6 +10,7 @@ const SVG = "http://www.w3.org/2000/svg";
 let models = [];
 let run = null;      // the solve on screen: {task, size, puzzle, truth, D, rollouts: Map k -> {...}, ...}
 let abort = null;    // AbortController of the stream in flight (a new solve or a closed page ends it)
+let arcExpected = null;  // ARC: the test outputs of the task sent, where it has them
 
 function model() { return models.find((m) => m.name === $("model").value); }
 function color(k, n) { return n <= 1 ? "#2563eb" : `hsl(${Math.round((360 * k) / n)}, 65%, 45%)`; }
@@ -45,6 +46,63 @@ function drawGrid(el, task, size, text, opts = {}) {
     if (changed.has(i)) d.classList.add("changed");
     if (wrong.has(i)) d.classList.add("wrong");
     el.appendChild(d);
+  }
+}
+
+// --- ARC: colour grids, the test inputs and the two attempts with their votes ------------------------------
+const ARC_COLOURS = ["#000000", "#0074d9", "#ff4136", "#2ecc40", "#ffdc00", "#aaaaaa", "#f012be", "#ff851b",
+                     "#7fdbff", "#870c25"];
+
+function arcGrid(rows) {
+  const g = document.createElement("div");
+  g.className = "arc-grid";
+  g.style.gridTemplateColumns = `repeat(${rows[0] ? rows[0].length : 1}, auto)`;
+  for (const row of rows) for (const v of row) {
+    const c = document.createElement("div");
+    c.style.background = ARC_COLOURS[v] || "#fff";
+    c.dataset.v = v;
+    g.append(c);
+  }
+  return g;
+}
+
+function arcFigure(rows, caption) {
+  const f = document.createElement("figure");
+  const cap = document.createElement("figcaption");
+  cap.textContent = caption;
+  f.append(arcGrid(rows), cap);
+  return f;
+}
+
+function drawArc(inputs, result) {
+  $("arc-panel").hidden = false;
+  const box = $("arc-pairs");
+  box.replaceChildren();
+  inputs.forEach((x, p) => {
+    const row = document.createElement("div");
+    row.className = "arc-pair";
+    row.dataset.pair = p;
+    row.append(arcFigure(x, `test pair ${p + 1}: input`));
+    const expected = run.expected && run.expected[p];
+    if (expected) row.append(arcFigure(expected, "the task's output"));
+    const rec = result && result.pairs[p];
+    if (rec) {
+      rec.attempts.forEach((a, i) => row.append(arcFigure(a, `attempt_${i + 1}: ${rec.votes[i]} votes, ` +
+        `confidence ${rec.confidence[i].toFixed(3)}`)));
+      if (!rec.attempts.length) row.append(document.createTextNode("no version produced a grid"));
+      if ("correct" in rec) {
+        const v = document.createElement("div");
+        v.className = rec.correct ? "ok" : "bad";
+        v.textContent = rec.correct ? "solved (an attempt equals the task's output)" : "not solved";
+        row.append(v);
+      }
+    }
+    box.append(row);
+  });
+  if (result) {
+    $("arc-note").textContent = `task ${result.task}: ${result.versions} versions voted` +
+      (result.trained_versions ? " (its versions in the model's dataset)" : " (a task new to the model: blank puzzle embedding)");
+    box.dataset.final = "1";
   }
 }
 
@@ -148,7 +206,14 @@ function mainRollout() {  // K = 1: the one; K > 1: the highest q_halt so far (w
 
 // --- events --------------------------------------------------------------------------------------------
 function onEvent(ev) {
-  if (ev.event === "start") {
+  if (ev.event === "start" && ev.task === "arc") {
+    run = { task: "arc", inputs: ev.test_inputs, expected: arcExpected };
+    drawArc(run.inputs, null);
+    setStatus("running", `voting over the versions of ${ev.test_inputs.length} test pair(s)`);
+  } else if (ev.event === "final" && run && run.task === "arc") {
+    drawArc(run.inputs, ev.result);
+    setStatus("done", "done");
+  } else if (ev.event === "start") {
     run = { task: ev.task, size: ev.size, puzzle: ev.puzzle, truth: ev.truth, D: 1, rollouts: new Map(),
             selected: null, firstValid: null, batch: 0 };
     drawGrid($("grid"), run.task, run.size, run.puzzle, { puzzle: run.puzzle });
@@ -216,14 +281,31 @@ async function solve() {
   $("qchart").replaceChildren();
   $("pca").replaceChildren();
   $("rollouts-panel").hidden = true;
+  $("arc-panel").hidden = true;
+  delete $("arc-pairs").dataset.final;
   setStatus("running", "starting");
-  const body = { model: $("model").value, puzzle: $("puzzle").value, decode: $("decode").value,
-                 halt: $("halt").checked };
   const num = (id) => ($(id).value === "" ? null : Number($(id).value));
+  let body;
+  if (model() && model().task === "arc") {
+    let task;
+    try { task = JSON.parse($("puzzle").value); } catch (e) {
+      showError(`the task is not JSON (${e.message})`); setStatus("error", "error"); return;
+    }
+    arcExpected = Array.isArray(task.test) ? task.test.map((t) => (t && Array.isArray(t.output) ? t.output : null)) : null;
+    body = { model: $("model").value, task, augments: num("augments") || 8 };
+    if (num("arc-D") !== null) body.D = num("arc-D");
+    return stream(body);
+  }
+  body = { model: $("model").value, puzzle: $("puzzle").value, decode: $("decode").value,
+           halt: $("halt").checked };
   if (num("D") !== null) body.D = num("D");
   const K = num("K") || 1;
   if (K > 1 || $("verify").checked) { body.K = K > 1 ? K : 8; body.sigma = num("sigma") ?? 0.3; }
   if ($("verify").checked) { body.verify = true; body.budget = num("budget") || 64; }
+  return stream(body);
+}
+
+async function stream(body) {
   let res;
   try {
     res = await fetch("/api/solve/stream", { method: "POST", headers: { "Content-Type": "application/json" },
@@ -267,10 +349,20 @@ function showModel() {
   const m = model();
   if (!m) return;
   $("model-info").textContent = `${m.task} ${m.size}x${m.size}, ${m.recursion}/${m.mixer} d=${m.d}, N_sup ${m.N_sup}` +
-    (m.step != null ? `, step ${m.step}` : "") + (m.test_puzzles ? `; ${m.test_puzzles} test puzzles` : "; no dataset here");
+    (m.step != null ? `, step ${m.step}` : "") + (m.task === "arc" ? "; load a task JSON"
+      : m.test_puzzles ? `; ${m.test_puzzles} test puzzles` : "; no dataset here");
   $("sample").disabled = !m.test_puzzles;
   $("index").max = m.test_puzzles ? m.test_puzzles - 1 : 0;
   $("D").placeholder = `${m.N_sup}`;
+  const isArc = m.task === "arc";
+  $("arc-controls").hidden = !isArc;
+  $("grid-controls").hidden = isArc;
+  $("sample-row").hidden = isArc;
+  for (const p of document.querySelectorAll(".grid-panel")) p.hidden = isArc;
+  $("arc-panel").hidden = true;
+  $("puzzle").placeholder = isArc ? "an ARC task as JSON: {\"train\": [...], \"test\": [...]} (or load a file above)"
+    : "Sudoku: 81 (36, 16) characters, '.' or '0' for a blank; or a grid over several lines";
+  $("arc-D").placeholder = `${m.N_sup}`;
   const prop = $("decode").querySelector("option[value=propagate]");
   prop.disabled = m.task !== "sudoku";
   if (prop.disabled && $("decode").value === "propagate") $("decode").value = "constrained";
@@ -280,11 +372,15 @@ async function init() {
   const res = await fetch("/api/models");
   models = (await res.json()).models.filter((m) => m.served);
   $("model").replaceChildren(...models.map((m) => new Option(`${m.name} (${m.task} ${m.size}x${m.size})`, m.name)));
-  if (!models.length) showError("no Sudoku or maze checkpoint to serve");
+  if (!models.length) showError("no Sudoku, maze or ARC checkpoint to serve");
   showModel();
   $("model").addEventListener("change", showModel);
   $("solve").addEventListener("click", solve);
   $("sample").addEventListener("click", samplePuzzle);
+  $("task-file").addEventListener("change", async (e) => {
+    const f = e.target.files[0];
+    if (f) $("puzzle").value = await f.text();
+  });
   window.addEventListener("pagehide", () => abort && abort.abort());
   setStatus("idle", "");
 }

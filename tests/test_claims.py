@@ -194,7 +194,8 @@ def test_the_real_spec_is_valid_and_plans_shared_runs_once(tmp_path):
     claims_spec.SPEC.validate()
     p = plan(claims_spec.SPEC, tmp_path, [c for c in claims_spec.SPEC.claims if not c.waits_for], [0, 1, 2])
     trains = [r for r in p.runs.values() if r.kind == "train"]
-    assert len(trains) == 3 * 12  # TRM and its 11 rivals, each seed once whatever the claims sharing them
+    # TRM, its 11 rivals, the fixed-point (two claims share it) and the SSD arm (two claims): each seed once
+    assert len(trains) == 3 * 14
     assert all("--time-budget" in r.argv and r.argv[r.argv.index("--threads") + 1] == "1" for r in trains)
 
 

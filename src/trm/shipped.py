@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, check_replaceable
 from .checkpoint import CheckpointError, load_config, load_model, resolve_checkpoint
 from .data import validator
 from .data.format import load_dataset
@@ -124,6 +124,7 @@ def ship(run: str | os.PathLike, name: str, *, root: Path | None = None, data: s
     root = models_dir() if root is None else Path(root)
     if not name or "/" in name or name.startswith("."):
         raise CheckpointError(f"a model name is a plain folder name, not {name!r}")
+    check_replaceable(root / name, "checkpoint")  # refused now, not after minutes of evaluation
     ckpt = resolve_checkpoint(run)
     cfg = load_config(ckpt)
     record = ckpt.parent / "config.json"  # the run's record (command, commit, environment) beside its checkpoint

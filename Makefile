@@ -19,11 +19,15 @@ setup: $(BIN)/trm
 
 # The main job on its embedded default: generate 4x4 Sudoku, train sudoku4-cpu from scratch (about a minute:
 # progress bar, then the final evaluation with exact accuracy and the checkpoint's path), then solve one
-# held-out puzzle with it. DEMO_PRESET=sudoku6-cpu trains the 6x6 preset instead (about 10 minutes).
+# held-out puzzle with it; then the shipped 9x9 model (models/, docs/models.md) on the first held-out 17-clue
+# puzzle of its dataset, with --verify. DEMO_PRESET=sudoku6-cpu trains the 6x6 preset instead (about 10 minutes).
 DEMO_PRESET ?= sudoku4-cpu
+DEMO_9X9 ?= ........1........2..3..4........3.4..5...6...71...........8.9....5....6..2.17....
 demo: setup
 	$(BIN)/trm train --preset $(DEMO_PRESET) --out $(RUN)
 	$(BIN)/trm solve --checkpoint $(RUN) --index 0 --trace
+	$(BIN)/trm models
+	$(BIN)/trm solve "$(DEMO_9X9)" --verify
 
 # The browser test of trm serve needs Playwright and Debian's chromium: installed where this machine can (as
 # root with apt-get), else that one test skips and says why.

@@ -49,6 +49,11 @@ def test_ship_writes_weights_config_and_a_card_from_evaluations(cli, run4, shipp
     assert card["solve"]["default"]["n"] == 2 and card["ptrm"]["sampler"]["K"] == 2
     readme = (d / "README.md").read_text()
     assert f"| {ev['n']} | {100 * ev['exact_accuracy']:.1f}% |" in readme and card["command"] in readme
+    (d / "README.md").write_text("edited")
+    code, _, _ = cli("models", "card", "tiny4", "--dir", shipped)  # the card again from card.json
+    assert code == 0 and (d / "README.md").read_text() == readme
+    code, _, err = cli("models", "card", "none", "--dir", shipped)
+    assert code == 2 and "card.json is missing" in err
 
 
 def test_models_lists_and_solve_picks_the_shipped_model(cli, run4, shipped, monkeypatch):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir, check_replaceable
+from .atomic import atomic_dir, atomic_write_bytes, check_replaceable
 from .checkpoint import CheckpointError, load_config, load_model, resolve_checkpoint
 from .data import validator
 from .data.format import load_dataset
@@ -261,7 +261,11 @@ def _limits(c: dict) -> list[str]:
     h, what = c["held_out"], f"{c['size']}x{c['size']}"
     out = [f"Only {what} {TASK_NAMES.get(c['task'], c['task'])}: the model has a fixed grid size and vocabulary."]
     miss = 1 - h["exact_accuracy"]
-    if miss > 0:
+    if h["exact_accuracy"] == 0:
+        out.append(f"It solves none of the {h['n']} held-out puzzles ({_pct(h['cell_accuracy'])} of cells right): "
+                   f"a run too short to learn the task, shipped so that the commands have a model of this kind; "
+                   f"do not expect answers from it.")
+    elif miss > 0:
         out.append(f"It answers {_pct(miss)} of held-out puzzles wrongly with all steps; `trm solve` says when an "
                    f"answer breaks the rules, and `--verify` samples more rollouts until one obeys them.")
     at_halt = h.get("exact_accuracy_at_halt")
@@ -274,3 +278,14 @@ def _limits(c: dict) -> list[str]:
     if "hard" not in c:
         out.append("No hard pool was evaluated (trm's hard lists are 9x9 Sudoku).")
     return out
+
+
+def render_again(folder: str | os.PathLike) -> Path:
+    """Rewrite a shipped model's README.md from its card.json (after a change to the card's layout)."""
+    folder = Path(folder)
+    try:
+        card = json.loads((folder / CARD).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{folder / CARD} is missing or broken ({type(e).__name__})") from None
+    atomic_write_bytes(folder / "README.md", render_card(card).encode())
+    return folder / "README.md"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..sampling import SamplerConfig
-from ..shipped import list_models, models_dir, ship
+from ..shipped import list_models, models_dir, render_again, ship
 from .common import UserError
 from .preflight import check_flags
 
@@ -35,6 +35,10 @@ def add_parsers(sub) -> None:
     sp.add_argument("--sigma", type=float, default=0.3, help="PTRM noise std")
     sp.add_argument("--noise", default="z", choices=["z", "y", "init"])
     sp.set_defaults(func=cmd_ship)
+    cp = msub.add_parser("card", help="rewrite models/NAME/README.md from its card.json (no evaluation)")
+    cp.add_argument("name", help="the model's name (a folder under models/)")
+    cp.add_argument("--dir", default=argparse.SUPPRESS, help="the models folder (as for trm models)")
+    cp.set_defaults(func=cmd_card)
 
 
 def cmd_models(args) -> None:
@@ -62,3 +66,8 @@ def cmd_ship(args) -> None:
                solve_limit=args.solve_limit, ptrm_limit=args.ptrm_limit, ptrm=sampler,
                verify_budget=args.verify_budget)
     print(f"shipped: {out} (card: {out / 'README.md'})")
+
+
+def cmd_card(args) -> None:
+    root = models_dir() if args.dir is None else Path(args.dir)
+    print(f"written: {render_again(root / args.name)}")

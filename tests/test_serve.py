@@ -279,6 +279,7 @@ def test_an_arc_model_answers_two_attempts_and_their_votes(run4, arc_run, cli, t
                            ({"model": name, "task": {"train": 1}}, "not an ARC task"),
                            ({"model": name, "task": task, "augments": 0}, "'augments' must be"),
                            ({"model": name, "task": task, "K": 4}, "an ARC model takes"),
+                           ({"model": name, "task": {**task, "test": [{"input": [[1] * 31]}]}}, "1..30 x 1..30"),
                            ({"model": "run", "task": task}, "for ARC models")):
             status, text = request(srv, "POST", "/api/solve", bad)
             err = json.loads(text).get("error", text)

@@ -47,7 +47,7 @@ class SolveStats:
     residual_max: float    # relative residual of the last iterate, the batch's worst sample
     residual_mean: float   # ... its mean over the batch
     converged: bool        # residual_max < tol
-    history: tuple = ()    # (mean, max) relative residual over the batch after each iteration (trm analyze)
+    history: tuple = ()    # (mean, max) relative residual over the batch after each iteration, when asked
 
 
 def _wide(dtype: torch.dtype) -> torch.dtype:
@@ -64,35 +64,38 @@ def relative_residual(gz: torch.Tensor, z: torch.Tensor, eps: float = 1e-8) -> t
 
 
 def _iterate(g: Map, z0: torch.Tensor, step, *, max_iter: int, min_iter: int, tol: float,
-             eps: float) -> tuple[torch.Tensor, SolveStats]:
+             eps: float, history: bool = False) -> tuple[torch.Tensor, SolveStats]:
     """The loop both solvers share: evaluate g, test the residual, `step(z, g(z), g(z) - z)` to the next z."""
     if max_iter < 1 or not 0 <= min_iter <= max_iter:
         raise ValueError(f"a solve needs max_iter >= 1 and 0 <= min_iter <= max_iter, not {max_iter}, {min_iter}")
-    history = []
+    hist = []  # only when asked (trm analyze): training solves skip the per-iteration reductions
     with _full_precision(z0):
         z = z0.to(_wide(z0.dtype))
         for k in range(max_iter):
             gz = g(z).to(z.dtype)
             f = gz - z
             res = f.flatten(1).norm(dim=1) / (gz.flatten(1).norm(dim=1) + eps)
-            history.append(torch.stack([res.mean(), res.max()]).detach())
+            if history:
+                hist.append(torch.stack([res.mean(), res.max()]).detach())
             if k + 1 == max_iter or (k + 1 >= min_iter and tol > 0 and bool(res.max() < tol)):
                 break
             z = step(z, gz, f)
     res = res.detach()
     worst = float(res.max())
-    hist = tuple(map(tuple, torch.stack(history).tolist()))  # one device sync for the whole solve
-    return gz.to(z0.dtype), SolveStats(k + 1, worst, float(res.mean()), worst < tol, hist)
+    kept = tuple(map(tuple, torch.stack(hist).tolist())) if hist else ()  # one device sync for the whole solve
+    return gz.to(z0.dtype), SolveStats(k + 1, worst, float(res.mean()), worst < tol, kept)
 
 
 def fpi(g: Map, z0: torch.Tensor, *, max_iter: int = 16, min_iter: int = 0, tol: float = 1e-3,
-        eps: float = 1e-8) -> tuple[torch.Tensor, SolveStats]:
+        eps: float = 1e-8, history: bool = False) -> tuple[torch.Tensor, SolveStats]:
     """Plain fixed-point iteration z <- g(z): with tol 0, g applied max_iter times."""
-    return _iterate(g, z0, lambda z, gz, f: gz, max_iter=max_iter, min_iter=min_iter, tol=tol, eps=eps)
+    return _iterate(g, z0, lambda z, gz, f: gz, max_iter=max_iter, min_iter=min_iter, tol=tol, eps=eps,
+                    history=history)
 
 
 def anderson(g: Map, z0: torch.Tensor, *, m: int = 5, beta: float = 1.0, lam: float = 1e-4, max_iter: int = 16,
-             min_iter: int = 0, tol: float = 1e-3, eps: float = 1e-8) -> tuple[torch.Tensor, SolveStats]:
+             min_iter: int = 0, tol: float = 1e-3, eps: float = 1e-8,
+             history: bool = False) -> tuple[torch.Tensor, SolveStats]:
     """Type-II Anderson acceleration, per sample. With the last n <= m iterates z_i and residuals
     f_i = g(z_i) - z_i, the weights alpha (summing to 1) minimise ||sum_i alpha_i f_i||^2 + lam' ||alpha||^2, and
     the next iterate is sum_i alpha_i (z_i + beta f_i) (beta 1: the mix of the g(z_i)). The minimiser is
@@ -114,7 +117,7 @@ def anderson(g: Map, z0: torch.Tensor, *, m: int = 5, beta: float = 1.0, lam: fl
         alpha = (a / a.sum(1, keepdim=True)).transpose(1, 2)             # (B, 1, n)
         return (alpha @ (Z + beta * F)).view_as(z)
 
-    return _iterate(g, z0, step, max_iter=max_iter, min_iter=min_iter, tol=tol, eps=eps)
+    return _iterate(g, z0, step, max_iter=max_iter, min_iter=min_iter, tol=tol, eps=eps, history=history)
 
 
 def phantom(g: Map, z: torch.Tensor, k: int) -> torch.Tensor:
@@ -129,23 +132,24 @@ def phantom(g: Map, z: torch.Tensor, k: int) -> torch.Tensor:
 
 def fixed_point(g: Map, z0: torch.Tensor, *, solver: str = "anderson", grad: str = "implicit", max_iter: int = 16,
                 min_iter: int = 0, tol: float = 1e-3, m: int = 5, beta: float = 1.0, lam: float = 1e-4,
-                phantom_k: int = 2, eps: float = 1e-8,
+                phantom_k: int = 2, eps: float = 1e-8, history: bool = False,
                 on_backward: Callable[[SolveStats], None] | None = None) -> tuple[torch.Tensor, SolveStats]:
     """z* = g(z*) from z0 with the gradient `grad` (module docstring). Returns (z, the forward solve's stats), z in
     z0's dtype: z* itself for unroll, g(z*) for implicit and neumann, g^phantom_k(z*) for phantom.
-    `on_backward` receives the stats of the implicit gradient's backward solve."""
+    `on_backward` receives the stats of the implicit gradient's backward solve; `history` keeps the forward
+    solve's residual after every iteration in its stats."""
     if solver not in SOLVERS or grad not in FP_GRADS:
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)} and grad one of {', '.join(FP_GRADS)}")
     kw = dict(max_iter=max_iter, min_iter=min_iter, tol=tol, eps=eps)
-    solve = (lambda h, s0: fpi(h, s0, **kw)) if solver == "fpi" else \
-        (lambda h, s0: anderson(h, s0, m=m, beta=beta, lam=lam, **kw))
+    solve = (lambda h, s0, **o: fpi(h, s0, **kw, **o)) if solver == "fpi" else \
+        (lambda h, s0, **o: anderson(h, s0, m=m, beta=beta, lam=lam, **kw, **o))
     with _full_precision(z0):
         zw = z0.to(_wide(z0.dtype))
         if grad == "unroll":
-            z, stats = solve(g, zw)
+            z, stats = solve(g, zw, history=history)
             return z.to(z0.dtype), stats
         with torch.no_grad():
-            z_star, stats = solve(g, zw)
+            z_star, stats = solve(g, zw, history=history)
         if grad == "phantom":
             return phantom(g, z_star, phantom_k).to(z0.dtype), stats
         implicit = grad == "implicit" and torch.is_grad_enabled()

@@ -288,7 +288,8 @@ class TRM(nn.Module):
         self.register_buffer("z_init", trunc_normal_(torch.empty(z_shape), 1.0))
         self._solves = SolveLog()  # fixed-point variant: the stats of every solve, until solver_stats() takes them
         self.test_max_iter: int | None = None  # evaluation only: another iteration cap (0: no solve, z carried)
-        self.test_tol: float | None = None     # ... and another tolerance (trm analyze: 0, every iteration run)
+        self.test_tol: float | None = None     # ... and another tolerance (trm analyze: 0, every iteration run,
+        #                                        each solve's residual history kept)
         self._jac: torch.Tensor | None = None  # ... and the Jacobian penalty of the last forward with gradients
 
     # --- what the rest of trm uses -------------------------------------------------------------------------
@@ -394,7 +395,9 @@ class TRM(nn.Module):
         def g(h):
             return f(h + y + x)
         z, stats = fixed_point(g, z, solver=c.solver, grad=c.fp_grad, max_iter=cap, min_iter=min(c.min_iter, cap),
-                               tol=c.tol if self.test_tol is None else self.test_tol, m=c.anderson_m, beta=c.anderson_beta, phantom_k=c.phantom_k,
+                               tol=c.tol if self.test_tol is None else self.test_tol,
+                               history=self.test_tol is not None, m=c.anderson_m, beta=c.anderson_beta,
+                               phantom_k=c.phantom_k,
                                on_backward=lambda s: self._solves.add(s, backward=True))
         self._solves.add(stats)
         if c.jac_penalty and self.training and torch.is_grad_enabled():

@@ -88,31 +88,24 @@ def _eval_record(m: dict, keys=("n", "D", "exact_accuracy", "cell_accuracy", "va
 
 def _solve_record(model, task: Task, split, limit: int, verify_budget: int, progress) -> dict:
     """What `trm solve` answers (decoded under the rules, halting checked) and `trm solve --verify`, on the
-    first `limit` test puzzles: the share that are right, and the mean network calls."""
-    labels_valid = validator({"task": task.kind, "size": task.size})
-    rows = {"default": [], "verify": []}
-    calls = {"default": [], "verify": []}
+    first `limit` test puzzles: the share whose answer the rule checker accepts (a Sudoku's solution, a maze's
+    shortest path) and the mean network calls."""
+    hows = {"default": {}}
+    if verify_budget > 1:
+        hows["verify"] = {"verify": verify_config(verify_budget, {}, D=0)}
+    right = {how: [] for how in hows}
+    calls = {how: [] for how in hows}
     n = min(limit, len(split))
     for i in range(n):
         x = np.asarray(split.inputs[i])
-        for how, kw in (("default", {}), ("verify", {"verify": verify_config(verify_budget, {}, D=0)})):
-            if how == "verify" and verify_budget <= 1:
-                continue
+        for how, kw in hows.items():
             r = solve(model, task, x, **kw)
-            ans = _answer_tokens(task, r, x)
-            rows[how].append(bool(labels_valid(x[None], ans[None])[0]))
+            right[how].append(r["valid"])
             calls[how].append(r["verify"]["network_calls"] if "verify" in r
                               else r["steps"] * model.cfg.calls_per_step)
         progress(i + 1, n)
-    return {how: {"n": len(v), "exact_accuracy": float(np.mean(v)), "network_calls_per_puzzle":
-                  float(np.mean(calls[how]))} for how, v in rows.items() if v} | {"verify_budget": verify_budget}
-
-
-def _answer_tokens(task: Task, r: dict, inputs: np.ndarray) -> np.ndarray:
-    from .data import maze, sudoku
-    if task.kind == "sudoku":
-        return sudoku.encode(np.array([int(c) for c in r["solution"]], dtype=np.int8))
-    return maze.encode_text(r["solution"].replace("\n", ""))
+    return {how: {"n": n, "exact_accuracy": float(np.mean(v)), "network_calls_per_puzzle": float(np.mean(calls[how]))}
+            for how, v in right.items()} | {"verify_budget": verify_budget}
 
 
 def ship(run: str | os.PathLike, name: str, *, root: Path | None = None, data: str | None = None,

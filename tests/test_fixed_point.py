@@ -362,8 +362,8 @@ def test_residual_curves_are_the_solves_history(sort_data, tmp_path, cli):
     assert r["mean_at_trained_cap_by_step"][0] == pytest.approx(trained.residual_mean, rel=1e-5)
     assert model.test_max_iter is None and model.test_tol is None  # restored
     # trm analyze on a fixed-point checkpoint: the curves in report.json and a figure
-    cfg = TrainConfig(data=str(sort_data), out=str(tmp_path / "deq"), batch_size=8, steps=1, warmup_steps=1,
-                      optimizer="adamw", loss="softmax", ema=0, eval_every=0, log_every=1, dtype="fp32")
+    cfg = TrainConfig(data=str(sort_data), out=str(tmp_path / "deq"), batch_size=8, steps=3, warmup_steps=1,
+                      optimizer="adamw", loss="softmax", ema=0, eval_every=2, log_every=1, dtype="fp32")
     Trainer(ModelConfig(**{**BASE, **DEQ, "vocab_size": 6, "seq_len": 8}), cfg, progress=False).fit()
     code, out, err = cli("analyze", "--checkpoint", tmp_path / "deq", "--data", sort_data, "--out", tmp_path / "rep",
                          "--limit", "6", "--full-rows", "3", "--sae-steps", "3", "--K", "1", "--max-failures", "2",
@@ -372,3 +372,28 @@ def test_residual_curves_are_the_solves_history(sort_data, tmp_path, cli):
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert rep["solver"]["rows"] == 4 and len(rep["solver"]["mean_by_step"][0]) == 10
     assert (tmp_path / "rep" / "solver_residual.png").is_file() and "z solve" in rep["findings"]["solver"]
+    # ... and residual and iterations over training, read back from the run's metrics.jsonl
+    records = [json.loads(line) for line in (tmp_path / "deq" / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "solver_solves" in r]
+    evals = [r for r in records if "eval" in r]
+    tr, ev = rep["solver_training"]["train"], rep["solver_training"]["eval"]
+    assert tr["step"] == [r["step"] for r in logged] == [1, 2, 3]
+    assert tr["res_mean"] == [r["solver_res_mean"] for r in logged]
+    assert tr["iter_mean"] == [r["solver_iter_mean"] for r in logged]
+    assert ev["step"] == [r["step"] for r in evals] and ev["step"]
+    assert ev["converged"] == [r["eval"]["solver"]["converged"] for r in evals]
+    assert (tmp_path / "rep" / "solver_training.png").is_file()
+    assert "Over training" in rep["findings"]["solver_training"]
+
+
+def test_solver_training_curves_skip_what_is_not_a_solve(tmp_path):
+    from trm.analysis.solver import training_curves
+    assert training_curves(tmp_path / "missing.jsonl") is None
+    m = tmp_path / "metrics.jsonl"
+    m.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "eval": {"exact_accuracy": 0.5}}\n')
+    assert training_curves(m) is None  # a run that iterates n times logs no solve
+    m.write_text('{"step": 1, "solver_solves": 4, "solver_res_mean": 0.5, "solver_iter_mean": 8.0}\n'
+                 '{"step": 2, "solver_solves": 4, "solver_res_')  # the last line cut by a killed run
+    c = training_curves(m)
+    assert c["train"]["step"] == [1] and c["train"]["res_mean"] == [0.5] and c["train"]["bwd_res_mean"] == [None]
+    assert c["eval"]["step"] == []

@@ -1,5 +1,5 @@
 """Answers a person can trust (trm.trusted): constrained decoding, propagation, the verify search, and that the
-raw paths are the old ones of trm.solve."""
+raw paths are the model's own argmax, as evaluation and sampling compute it."""
 
 import json
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from trm import solve as old
 from trm.data import maze, sudoku
 from trm.model import TRM, ModelConfig
-from trm.sampling import SamplerConfig
+from trm.evaluate import rollout
+from trm.sampling import SamplerConfig, sample
 from trm.trusted import Task, VerifyConfig, decode_answers, solve_sudoku, verify_search
 
 from conftest import tiny_maze_run, tiny_sudoku_run
@@ -67,19 +67,25 @@ def test_propagation_places_the_confident_cells_first_and_strikes_their_digits()
         decode_answers(logits[:, :9], maze.encode_text("S #   # G"), Task("maze", 3), "propagate")
 
 
-def test_raw_paths_are_trm_solves(tiny4):
+def test_raw_paths_are_the_models_own_argmax(tiny4):
     puzzle = sudoku.parse_puzzle(PUZZLE4, 4)
-
-    def same(new, was):
-        keys = set(was) - {"seconds", "confidence", "q_halt"}
-        assert {k: new[k] for k in keys} == {k: was[k] for k in keys}
-        assert new["q_halt"] == pytest.approx(was["q_halt"], abs=1e-5)
-    for halt in (True, False):
-        same(solve_sudoku(tiny4, puzzle, 4, how="raw", halt=halt, D=4, dtype="fp32"),
-             old.solve_sudoku(tiny4, puzzle, 4, halt=halt, D=4, dtype="fp32"))
+    x = torch.from_numpy(sudoku.encode(puzzle)[None].astype("int64"))
+    for halt in (True, False):  # deterministic: the argmax where evaluation's rollout stops
+        for step, _, out in rollout(tiny4, x, torch.zeros(1, dtype=torch.long), 4, dtype="fp32",
+                                    stop_when_halted=halt):
+            pass
+        r = solve_sudoku(tiny4, puzzle, 4, how="raw", halt=halt, D=4, dtype="fp32")
+        want = sudoku.decode(out.logits.argmax(-1)[0].numpy())
+        assert r["solution"] == "".join(map(str, want)) and r["steps"] == step and r["cells_decoded"] == 0
+        assert r["q_halt"] == pytest.approx(float(out.q_halt[0]), abs=1e-5)
+        assert r["valid"] == (sudoku.is_solution(want, 4) and sudoku.keeps_givens(puzzle, want))
+    # PTRM: the answer the sampler selects among the same K noisy rollouts
     cfg = SamplerConfig(K=5, sigma=0.5, D=3, select="mode")
-    same(solve_sudoku(tiny4, puzzle, 4, how="raw", sampler=cfg, seed=1, dtype="fp32"),
-         old.solve_sudoku_sampled(tiny4, puzzle, 4, cfg, seed=1, dtype="fp32"))
+    s = sample(tiny4, sudoku.encode(puzzle)[None], np.zeros(1, np.int64), cfg, seed=1, keep_selected=True,
+               dtype="fp32")
+    r = solve_sudoku(tiny4, puzzle, 4, how="raw", sampler=cfg, seed=1, dtype="fp32")
+    assert r["solution"] == "".join(map(str, sudoku.decode(s.selected[0]))) and r["K"] == 5
+    assert r["q_halt"] == pytest.approx(float(s.selected_q[0]), abs=1e-5)
     # the default decoding keeps the givens whatever the model says
     r = solve_sudoku(tiny4, puzzle, 4, dtype="fp32")
     assert r["keeps_givens"] and "0" not in r["solution"] and r["decode"] == "constrained"

@@ -32,7 +32,6 @@ import torch
 from .data import maze, sudoku, validator
 from .model import TRM
 from .sampling import SamplerConfig, _pick, fingerprint, sample
-from .solve import _checked, trace_rows
 
 DECODE = ("constrained", "propagate", "raw")
 
@@ -237,6 +236,26 @@ def _sigmoid(q: float) -> float:
     return 1 / (1 + math.exp(-q)) if q > -80 else 0.0
 
 
+def _checked(puzzle: np.ndarray, solution: np.ndarray, size: int) -> dict:
+    obeys, keeps = sudoku.is_solution(solution, size), sudoku.keeps_givens(puzzle, solution)
+    return {"solution": "".join(str(int(v)) for v in solution), "valid": bool(obeys and keeps),
+            "obeys_rules": bool(obeys), "keeps_givens": bool(keeps)}
+
+
+def trace_rows(puzzle: np.ndarray, size: int, answers: list) -> list[dict]:
+    """Per supervision step, from its (answer, q_halt): q_halt, cells changed since the step before, whether the
+    answer is valid and, when trm's exact solver finds a unique solution, how many cells differ from it."""
+    sols, _ = sudoku.solve(puzzle, size, limit=2)
+    truth = sols[0] if len(sols) == 1 else None
+    rows, prev = [], puzzle
+    for answer, q in answers:
+        rows.append({"q_halt": round(q, 3), "changed_cells": int((answer != prev).sum()),
+                     "valid": bool(sudoku.is_solution(answer, size) and sudoku.keeps_givens(puzzle, answer)),
+                     "wrong_cells": None if truth is None else int((answer != truth).sum())})
+        prev = answer
+    return rows
+
+
 def report(task: Task, inputs: np.ndarray, answer: np.ndarray) -> dict:
     """The answer (tokens) as `trm solve --json` shows it, with the rule checker's verdict."""
     if task.kind == "sudoku":
@@ -250,8 +269,8 @@ def solve(model: TRM, task: Task, inputs: np.ndarray, *, how: str = "constrained
           on_batch=None, on_step=None) -> dict:
     """One puzzle (tokens, (L,)): the deterministic answer (up to D steps, stopping once q_halt > 0 when `halt`),
     the answer sampler.select picks among sampler.K noisy rollouts, or with `verify` the first answer that passes
-    the rules. Every answer decoded by `how`. The keys of trm.solve's results (`report`, steps, q_halt,
-    confidence, seconds; the sampler's), plus "decode", "cells_decoded" (cells where the answer differs from the
+    the rules. Every answer decoded by `how`. Returns `report`'s keys, steps, q_halt, confidence, seconds (with
+    a sampler: its settings, rollouts_agreeing, distinct_answers), plus "decode", "cells_decoded" (cells where the answer differs from the
     model's own argmax) and, with `verify`, "verify". on_batch(b, cfg) before every batch of rollouts, on_step
     as in run_batch."""
     inputs = np.asarray(inputs).reshape(-1)
@@ -299,8 +318,8 @@ def solve(model: TRM, task: Task, inputs: np.ndarray, *, how: str = "constrained
 
 
 def solve_sudoku(model: TRM, puzzle: np.ndarray, size: int, *, trace: bool = False, on_step=None, **kw) -> dict:
-    """`solve` for a Sudoku (digits, 0 blank); trace adds trm.solve's per-step rows of the deterministic
-    rollout (q_halt, cells changed, valid, cells wrong against trm's exact solver)."""
+    """`solve` for a Sudoku (digits, 0 blank); trace adds `trace_rows` of the deterministic rollout (q_halt,
+    cells changed, valid, cells wrong against trm's exact solver)."""
     answers = []
 
     def step(t, rows, ans, q, y):

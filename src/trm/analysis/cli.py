@@ -99,6 +99,15 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     results, figdata = analyze(model, split, cfg, record_dir=args.record_dir, progress=not args.quiet)
     results["config"].update(checkpoint=str(args.checkpoint), data=str(args.data), split=args.split)
+    if model.cfg.uses_solver:  # residual and iterations over training, from the run's own records
+        from ..checkpoint import CheckpointError, run_dir_of
+        from .solver import training_curves
+        try:
+            curves = training_curves(run_dir_of(args.checkpoint) / "metrics.jsonl")
+        except CheckpointError:  # a copied checkpoint folder: no run records beside it
+            curves = None
+        if curves is not None:
+            results["solver_training"] = figdata["solver_training"] = curves
     command = "trm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["analyze"] else ""
     write_report(results, figdata, out, command=command or _command(args))
     print(f"report: {out / 'report.md'}")

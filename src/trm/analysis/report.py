@@ -79,6 +79,18 @@ def findings(r: dict) -> dict[str, str]:
                          f"{s['steps_within_tol_at_cap']} of {len(cap)} steps"
                          + (f", and reaches it after {min(reach)}-{max(reach)} iterations in {len(reach)} steps."
                             if reach else f", and never within {s['iters']} iterations."))
+    if "solver_training" in r:
+        tr, ev = r["solver_training"]["train"], r["solver_training"]["eval"]
+        parts = []
+        for name, d in (("training", tr), ("the periodic evaluations", ev)):
+            pts = [(x, v, c) for x, v, c in zip(d["step"], d["res_mean"], d["converged"]) if v is not None]
+            if pts:
+                (s0, v0, c0), (s1, v1, c1) = pts[0], pts[-1]
+                parts.append(f"in {name} the mean final residual went from {v0:.2g} (step {s0}, "
+                             f"{100 * (c0 or 0):.0f}% of solves within tol) to {v1:.2g} (step {s1}, "
+                             f"{100 * (c1 or 0):.0f}%)")
+        out["solver_training"] = ("Over training, " + "; ".join(parts) + ".") if parts else \
+            "The run recorded no solve."
     iv = r["interventions"]
     if iv["failures"] == 0:
         out["interventions"] = "No deterministic failure to rescue."
@@ -414,6 +426,43 @@ def _fig_solver(plt, f: dict, r: dict):
     return fig
 
 
+def _fig_solver_training(plt, f: dict, r: dict):
+    s = f.get("solver_training")
+    if s is None:
+        return None
+    tr, ev = s["train"], s["eval"]
+    fig, (a, b) = plt.subplots(1, 2, layout="constrained", figsize=(9, 3.6))
+
+    def plot(ax, d, key, **kw):
+        pts = [(x, v) for x, v in zip(d["step"], d[key]) if v is not None]
+        if pts:
+            ax.plot(*zip(*pts), **kw)
+    plot(a, tr, "res_mean", lw=1.6, label="training: mean")
+    plot(a, tr, "res_max", lw=0.9, ls="--", label="training: worst")
+    plot(a, tr, "bwd_res_mean", lw=1.0, ls=":", label="training: backward solve, mean")
+    plot(a, ev, "res_mean", marker="o", ls="none", label="evaluations: mean")
+    tol = (r.get("solver") or {}).get("tol")
+    if tol:
+        a.axhline(tol, color="black", ls=":", lw=1, label=f"tol {tol:g}")
+    a.set_yscale("log")
+    a.set_xlabel("training step")
+    a.set_ylabel("final relative residual of a solve")
+    a.legend(fontsize=7)
+    plot(b, tr, "iter_mean", lw=1.6, label="training: iterations (mean)")
+    plot(b, ev, "iter_mean", marker="o", ls="none", label="evaluations: iterations (mean)")
+    b.set_xlabel("training step")
+    b.set_ylabel("iterations per solve")
+    c = b.twinx()
+    plot(c, tr, "converged", lw=1.0, color="gray", ls="--", label="training: share within tol")
+    plot(c, ev, "converged", marker="s", ls="none", color="gray", label="evaluations: share within tol")
+    c.set_ylim(-0.02, 1.02)
+    c.set_ylabel("share of solves within tol")
+    h1, l1 = b.get_legend_handles_labels()
+    h2, l2 = c.get_legend_handles_labels()
+    b.legend(h1 + h2, l1 + l2, fontsize=7)
+    return fig
+
+
 FIGURES = (  # file, builder(plt, figure data, results), the finding that interprets it, caption
     ("steps.png", _fig_steps, "accuracy",
      "Accuracy, loss, q_halt and the step-to-step move of the state over the supervision steps."),
@@ -436,6 +485,9 @@ FIGURES = (  # file, builder(plt, figure data, results), the finding that interp
     ("solver_residual.png", _fig_solver, "solver",
      "Fixed-point models: the relative residual of the z solve after each iteration (the cap raised, no "
      "tolerance), at the first, middle and last supervision step."),
+    ("solver_training.png", _fig_solver_training, "solver_training",
+     "Fixed-point models: the z solves' final residual, iterations and share within tolerance over training "
+     "(the run's metrics.jsonl: training records and periodic evaluations)."),
 )
 
 

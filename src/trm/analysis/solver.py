@@ -45,3 +45,35 @@ def residual_curves(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, D: i
             "mean_at_end_by_step": mean[:, -1].round(6).tolist(),
             "iterations_to_tol_by_step": [first_below(r) for r in worst],
             "steps_within_tol_at_cap": int((worst[:, c.max_iter - 1] < c.tol).sum())}
+
+
+def training_curves(metrics_path) -> dict | None:
+    """Iterations and final residual of the z solves over training, from a run's metrics.jsonl: the training
+    records (the solves since the record before; backward solves of the implicit gradient beside them) and the
+    periodic evaluations' own solves. None when the run logged no solve (not a fixed-point run, or no file)."""
+    import json
+    from pathlib import Path
+
+    path = Path(metrics_path)
+    if not path.is_file():
+        return None
+    keys = ("iter_mean", "iter_p90", "res_mean", "res_p90", "res_max", "converged")
+    train = {k: [] for k in ("step", *keys, "bwd_iter_mean", "bwd_res_mean", "bwd_converged")}
+    evals = {k: [] for k in ("step", *keys)}
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a killed run
+            continue
+        if r.get("solver_solves"):
+            train["step"].append(r["step"])
+            for k in list(train)[1:]:
+                train[k].append(r.get(f"solver_{k}"))
+        s = (r.get("eval") or {}).get("solver")
+        if s and s.get("solves"):
+            evals["step"].append(r["step"])
+            for k in keys:
+                evals[k].append(s.get(k))
+    if not train["step"] and not evals["step"]:
+        return None
+    return {"train": train, "eval": evals}

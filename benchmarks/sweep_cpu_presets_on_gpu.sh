@@ -10,11 +10,22 @@ common="--preset sudoku6-cpu --steps $steps --eval_every 100 --eval_limit 1000 -
 TRM=${TRM:-trm}
 run() { name=$1; shift; $TRM train $common --out "$out/$name" "$@" > "$out/$name.log" 2>&1 || tail -3 "$out/$name.log"; \
         python3 - "$out/$name" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
+import json, os, sys
+run = sys.argv[1]
+rows = []
+for line in open(run + "/metrics.jsonl") if os.path.exists(run + "/metrics.jsonl") else []:
+    try:
+        rows.append(json.loads(line))
+    except json.JSONDecodeError:  # the last line of a killed run
+        pass
 ev = [(r["step"], r["eval"]["exact_accuracy"]) for r in rows if "eval" in r]
-fin = json.load(open(sys.argv[1] + "/eval.json"))
-print(sys.argv[1].split("/")[-1], " ".join(f"{s}:{a:.3f}" for s, a in ev), f"final:{fin['exact_accuracy']:.3f} raw:{fin['raw']['exact_accuracy']:.3f}")
+if not os.path.exists(run + "/eval.json"):
+    print(run.split("/")[-1], " ".join(f"{s}:{a:.3f}" for s, a in ev), "final: none (the run did not finish)")
+    sys.exit(0)
+fin = json.load(open(run + "/eval.json"))
+raw = (fin.get("raw") or {}).get("exact_accuracy")
+print(run.split("/")[-1], " ".join(f"{s}:{a:.3f}" for s, a in ev), f"final:{fin['exact_accuracy']:.3f}",
+      "raw:-" if raw is None else f"raw:{raw:.3f}")
 PY
 }
 mkdir -p "$out"

@@ -5,7 +5,7 @@ import torch
 
 from trm.losses import softmax_cross_entropy, stablemax_cross_entropy
 from trm.model import TRM, ModelConfig, count_parameters
-from trm.model.layers import SequenceSwiGLU, SwiGLU, rms_norm, swiglu_hidden, trunc_normal_
+from trm.model.layers import SequenceSwiGLU, SwiGLU, glu, rms_norm, swiglu_hidden, trunc_normal_
 from trm.presets import get_preset
 
 
@@ -62,6 +62,45 @@ def test_fast_swiglus_equal_the_reference_formulation():
         with torch.no_grad():
             fast = module(h)
         assert torch.allclose(fast, ref(h), atol=1e-5)
+
+
+def test_sigmoid_norm_glu_is_the_papers_formula():
+    """glu sigmoid_norm ("Speed is Confidence"): down(sigmoid(g) * RMSNorm(g * v)), the norm over the hidden
+    axis (the one the down-projection contracts), in both the channel MLP and the MLP-T mixer."""
+    torch.manual_seed(0)
+    F = torch.nn.functional
+    seq, chan = SequenceSwiGLU(13, 4.0, "sigmoid_norm").double(), SwiGLU(24, 4.0, "sigmoid_norm").double()
+
+    def unit(gate, up):  # hidden axis last
+        gu = gate * up
+        return torch.sigmoid(gate) * gu / torch.sqrt(gu.square().mean(-1, keepdim=True) + 1e-5)
+
+    def ref_seq(h):
+        gate, up = F.linear(h.transpose(1, 2), seq.gate_up.weight).chunk(2, -1)
+        return F.linear(unit(gate, up), seq.down.weight).transpose(1, 2)
+
+    def ref_chan(h):
+        gate, up = F.linear(h, chan.gate_up.weight).chunk(2, -1)
+        return F.linear(unit(gate, up), chan.down.weight)
+
+    for module, ref in ((seq, ref_seq), (chan, ref_chan)):
+        h = torch.randn(3, 13, 24, dtype=torch.float64, requires_grad=True)
+        got, want = module(h), ref(h)
+        assert torch.allclose(got, want, atol=1e-12)
+        wrt = [h, *module.parameters()]
+        for a, b in zip(torch.autograd.grad(got.square().sum(), wrt), torch.autograd.grad(want.square().sum(), wrt)):
+            assert torch.allclose(a, b, atol=1e-10)
+    # bounded whatever the scale of its inputs: RMS over the hidden axis below 1 (the sigmoid is < 1), where
+    # the standard unit grows with the square of the scale
+    g, v = 100 * torch.randn(4, 64, dtype=torch.float64), 100 * torch.randn(4, 64, dtype=torch.float64)
+    assert (glu(g, v, "sigmoid_norm").square().mean(-1).sqrt() < 1).all()
+    assert (glu(g, v, "swiglu").square().mean(-1).sqrt() > 100).all()
+    assert torch.allclose(glu(g.T, v.T, "sigmoid_norm", dim=-2), glu(g, v, "sigmoid_norm").T)
+    model = TRM(ModelConfig(d=16, heads=2, mixer="mlp", pos="none", vocab_size=6, seq_len=8, puzzle_emb_dim=16,
+                            glu="sigmoid_norm"))
+    assert all(b.mlp.kind == "sigmoid_norm" and b.mixer.kind == "sigmoid_norm" for b in model.net)
+    with pytest.raises(ValueError, match="glu must be one of"):
+        ModelConfig(glu="gelu").validate()
 
 
 def test_truncated_normal_has_the_requested_std():

@@ -105,6 +105,26 @@ def test_muon_takes_the_networks_matrices_and_adamw_the_rest():
     assert len(muon.state) == len(in_muon)  # momentum buffers for Muon's own parameters, and only those
 
 
+def test_muon_at_its_own_lr_follows_the_schedule(sort_data, tmp_path):
+    """muon_lr > 0: Muon at that peak lr in its own scale, with its own weight decay; the schedule scales both
+    optimizers alike (at every step Muon's lr / AdamW's lr = muon_lr / lr)."""
+    t = trainer(sort_data, tmp_path / "own", optimizer="muon", muon_lr=0.02, muon_weight_decay=0.005, steps=4)
+    muon, adamw = t.opt.optimizers
+    assert muon.param_groups[0]["adjust_lr_fn"] == "original" and muon.param_groups[0]["weight_decay"] == 0.005
+    assert adamw.param_groups[0]["weight_decay"] == 0.1
+    seen = []
+    for _ in range(4):
+        t.train_step()
+        seen.append((muon.param_groups[0]["lr"], adamw.param_groups[0]["lr"]))
+    assert all(m == pytest.approx(a * 20) for m, a in seen) and seen[1][1] > 0  # 0.02 / 1e-3
+    assert seen[-1][1] == pytest.approx(1e-3)  # past the 3-step warm-up: the peak
+    # the default: one lr for both, Muon's update matched to AdamW's RMS
+    d = trainer(sort_data, tmp_path / "shared", optimizer="muon").opt.optimizers[0].param_groups[0]
+    assert d["adjust_lr_fn"] == "match_rms_adamw" and d["weight_decay"] == 0.1 and d["lr_scale"] == 1.0
+    with pytest.raises(ValueError, match="muon_lr and muon_weight_decay are for --optimizer muon"):
+        TrainConfig(optimizer="adamw", muon_lr=0.02).validate()
+
+
 def test_muon_trains_and_resumes(sort_data, tmp_path):
     full = trainer(sort_data, tmp_path / "full", optimizer="muon")
     full.fit()

@@ -121,6 +121,11 @@ def test_variants_the_reference_lacks_are_refused(tmp_path):
     with pytest.raises(ref.ReferenceError, match="no model for"):
         ref.export_reference(run, tmp_path / "ref")
     assert not (tmp_path / "ref").exists()
+    (tmp_path / "glu").mkdir()
+    run = tiny_run(tmp_path / "glu", glu="sigmoid_norm")  # "Speed is Confidence"'s unit: not in the reference
+    with pytest.raises(ref.ReferenceError, match="only the standard SwiGLU"):
+        ref.export_reference(run, tmp_path / "ref")
+    assert not (tmp_path / "ref").exists()
 
 
 @needs_golden

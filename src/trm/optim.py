@@ -55,11 +55,15 @@ def muon_split(named_params) -> tuple[list, list]:
     return matrices, rest
 
 
-def build_optimizer(named_params, *, name: str, lr: float, weight_decay: float, betas: tuple[float, float]):
+def build_optimizer(named_params, *, name: str, lr: float, weight_decay: float, betas: tuple[float, float],
+                    muon_lr: float = 0.0, muon_weight_decay: float = -1.0):
     """AdamATan2 with a = b = 1 (the reference's constants: no epsilon, decoupled weight decay), AdamW, or
     Muon on the networks' matrices with AdamW on the rest ("Speed is Confidence", arXiv 2601.19085, reached
-    the TRM baseline on Sudoku-Extreme in about a tenth of the steps). Muon's update is rescaled to AdamW's
-    RMS (`match_rms_adamw`), so one lr and weight decay serve both."""
+    the TRM baseline on Sudoku-Extreme in about a tenth of the steps). With muon_lr 0, Muon's update is
+    rescaled to AdamW's RMS (`match_rms_adamw`), so one lr serves both; with muon_lr > 0 it runs at that lr in
+    its own scale (`original`: the orthogonalised update times sqrt(max(1, rows / cols))), as the paper does
+    (Muon 0.02, weight decay 0.005; AdamW 1e-4, weight decay 1.0). Each group's "lr_scale" is its peak lr over
+    `lr`, so the trainer's schedule moves both."""
     named_params = list(named_params)
     params = [p for _, p in named_params]
     if name == "adam_atan2":
@@ -68,9 +72,13 @@ def build_optimizer(named_params, *, name: str, lr: float, weight_decay: float, 
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
     if name == "muon":
         matrices, rest = muon_split(named_params)
-        return Chain(torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay, momentum=0.95,
-                                      adjust_lr_fn="match_rms_adamw"),
-                     torch.optim.AdamW(rest, lr=lr, betas=betas, weight_decay=weight_decay))
+        own = muon_lr > 0
+        muon = torch.optim.Muon(matrices, lr=muon_lr if own else lr, momentum=0.95,
+                                weight_decay=weight_decay if muon_weight_decay < 0 else muon_weight_decay,
+                                adjust_lr_fn="original" if own else "match_rms_adamw")
+        for g in muon.param_groups:
+            g["lr_scale"] = (muon_lr / lr) if own else 1.0
+        return Chain(muon, torch.optim.AdamW(rest, lr=lr, betas=betas, weight_decay=weight_decay))
     raise ValueError(f"unknown optimizer '{name}' (choose {', '.join(OPTIMIZERS)})")
 
 

@@ -345,6 +345,8 @@ def reference_arch(cfg: ModelConfig, kind: str, dtype: str = "fp32") -> dict:
                              f"this model {cfg.prefix_len}")
     if cfg.layer_mixers != [cfg.mixer] * cfg.L or cfg.mixer == "ssd":
         raise ReferenceError("the reference code has neither an SSD mixer nor per-layer mixers (layer_pattern)")
+    if cfg.glu != "swiglu":
+        raise ReferenceError(f"the reference code has only the standard SwiGLU (this model: glu {cfg.glu})")
     if cfg.mixer == "mlp" and kind != "trm":
         raise ReferenceError(f"the reference's {kind} has no MLP-T mixer")
     return arch

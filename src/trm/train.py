@@ -53,6 +53,9 @@ class TrainConfig:
     beta1: float = 0.9              # Adam's first-moment rate
     beta2: float = 0.95             # Adam's second-moment rate
     optimizer: str = "adam_atan2"   # adam_atan2 (reference), adamw, or muon (the networks' matrices; AdamW the rest)
+    muon_lr: float = 0.0            # muon: 0 = lr, the update rescaled to AdamW's RMS; > 0 = Muon's own lr in its
+                                    # own scale ("Speed is Confidence": 0.02), following lr's schedule
+    muon_weight_decay: float = -1.0  # muon: weight decay of its matrices (< 0 = weight_decay; the paper: 0.005)
     puzzle_emb_lr: float = 1e-4     # sign-SGD on the puzzle-embedding rows of the batch
     puzzle_emb_weight_decay: float = 1.0  # weight decay of the puzzle-embedding rows of the batch
     loss: str = "stablemax"         # stablemax (reference) or softmax cross-entropy
@@ -102,7 +105,8 @@ class TrainConfig:
         check_range("ema", self.ema, ge=0, lt=1, note="0 = off")
         for k in ("beta1", "beta2"):
             check_range(k, getattr(self, k), ge=0, lt=1)
-        for k in ("weight_decay", "puzzle_emb_lr", "puzzle_emb_weight_decay", "warmup_steps", "threads", "seed"):
+        for k in ("weight_decay", "puzzle_emb_lr", "puzzle_emb_weight_decay", "warmup_steps", "threads", "seed",
+                  "muon_lr"):
             check_range(k, getattr(self, k), ge=0)
         check_range("halt_explore_prob", self.halt_explore_prob, ge=0, le=1)
         check_range("N_sup_train", self.N_sup_train, ge=0, note="0 = the model's N_sup")
@@ -114,6 +118,8 @@ class TrainConfig:
             check_range(k, getattr(self, k), ge=0, note="0 = off")
         check_range("checkpoint_minutes", self.checkpoint_minutes, gt=0)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.optimizer != "muon" and (self.muon_lr > 0 or self.muon_weight_decay >= 0):
+            raise ValueError(f"muon_lr and muon_weight_decay are for --optimizer muon (got {self.optimizer})")
         check_choice("loss", self.loss, tuple(LOSSES))
         check_choice("budget_clock", self.budget_clock, ("wall", "train"))
         check_choice("dtype", self.dtype, ("auto", "bf16", "fp32"))
@@ -309,7 +315,8 @@ class Trainer:
                     self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                     broadcast_buffers=False)
         self.opt = build_optimizer(self.model.named_parameters(), name=cfg.optimizer, lr=cfg.lr,
-                                   weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
+                                   weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
+                                   muon_lr=cfg.muon_lr, muon_weight_decay=cfg.muon_weight_decay)
         self.emb_opt = (SignSGDEmbedding(self.model.puzzle_emb, lr=cfg.puzzle_emb_lr,
                                          weight_decay=cfg.puzzle_emb_weight_decay)
                         if self.model.puzzle_emb is not None else None)
@@ -366,7 +373,7 @@ class Trainer:
         lr = lr_at(self.step - self.schedule_start, base=cfg.lr, warmup=self.schedule_warmup,
                    total=self.horizon - self.schedule_start, min_ratio=cfg.lr_min_ratio)
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)  # a group at its own peak lr (Muon's) keeps the schedule's shape
         if self.emb_opt is not None:
             self.emb_opt.lr = lr * cfg.puzzle_emb_lr / cfg.lr
 

@@ -46,6 +46,19 @@ def rms_norm(h: torch.Tensor, eps: float = 1e-5, dim: int = -1) -> torch.Tensor:
     return (h32 * torch.rsqrt(h32.square().mean(dim, keepdim=True) + eps)).to(h.dtype)
 
 
+GLUS = ("swiglu", "sigmoid_norm")
+
+
+def glu(gate: torch.Tensor, up: torch.Tensor, kind: str = "swiglu", dim: int = -1) -> torch.Tensor:
+    """The gated unit of an MLP before its down-projection; `dim` is the hidden axis. swiglu (the reference):
+    silu(gate) * up. sigmoid_norm ("Speed is Confidence", arXiv 2601.19085, sec. 3.4): sigmoid(gate) *
+    RMSNorm(gate * up) over the hidden axis, which bounds what reaches the down-projection; the paper reports
+    Muon fails with the standard SwiGLU and trains with this one."""
+    if kind == "swiglu":
+        return silu_mul(gate, up)
+    return torch.sigmoid(gate) * rms_norm(gate * up, dim=dim)
+
+
 def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up. Without autograd, in place in `gate` (a fresh matmul output): two activation-sized
     tensors fewer to allocate and first-touch (benchmarks/layer_ops.py, docs/performance.md)."""
@@ -61,15 +74,15 @@ class SwiGLU(nn.Module):
     two (B, L, hidden) gradients into a fresh tensor, an extra pass over the widest activation of the step.
     """
 
-    def __init__(self, dim: int, expansion: float):
+    def __init__(self, dim: int, expansion: float, kind: str = "swiglu"):
         super().__init__()
-        self.hidden = swiglu_hidden(dim, expansion)
+        self.hidden, self.kind = swiglu_hidden(dim, expansion), kind
         self.gate_up = Linear(dim, 2 * self.hidden)
         self.down = Linear(self.hidden, dim)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         w = self.gate_up.weight
-        return self.down(silu_mul(F.linear(h, w[:self.hidden]), F.linear(h, w[self.hidden:])))
+        return self.down(glu(F.linear(h, w[:self.hidden]), F.linear(h, w[self.hidden:]), self.kind))
 
 
 class SequenceSwiGLU(nn.Module):
@@ -84,9 +97,9 @@ class SequenceSwiGLU(nn.Module):
 
     norm_dim = -2  # the block's residual + RMSNorm run over the sequence axis (the reference's transposed norm)
 
-    def __init__(self, seq_len: int, expansion: float):
+    def __init__(self, seq_len: int, expansion: float, kind: str = "swiglu"):
         super().__init__()
-        self.hidden = swiglu_hidden(seq_len, expansion)
+        self.hidden, self.kind = swiglu_hidden(seq_len, expansion), kind
         self.gate_up = Linear(seq_len, 2 * self.hidden)
         self.down = Linear(self.hidden, seq_len)
 
@@ -98,7 +111,7 @@ class SequenceSwiGLU(nn.Module):
             w, down = w.to(dtype), down.to(dtype)
         gate = torch.bmm(w[:self.hidden].expand(B, -1, -1), h)            # (B, hidden, d)
         up = torch.bmm(w[self.hidden:].expand(B, -1, -1), h)
-        return torch.bmm(down.expand(B, -1, -1), silu_mul(gate, up))      # (B, L, d)
+        return torch.bmm(down.expand(B, -1, -1), glu(gate, up, self.kind, dim=-2))  # (B, L, d)
 
 
 class Rotary(nn.Module):
@@ -145,10 +158,10 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Post-norm block: h = norm(h + mixer(h)) over the mixer's axis; h = norm(h + swiglu(h))."""
 
-    def __init__(self, *, mixer: nn.Module, dim: int, expansion: float, eps: float):
+    def __init__(self, *, mixer: nn.Module, dim: int, expansion: float, eps: float, glu: str = "swiglu"):
         super().__init__()
         self.mixer = mixer
-        self.mlp = SwiGLU(dim, expansion)
+        self.mlp = SwiGLU(dim, expansion, glu)
         self.eps = eps
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

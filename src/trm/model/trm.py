@@ -35,7 +35,7 @@ from torch import nn
 
 from ..checks import check_choice, check_range
 from .fixed_point import FP_GRADS, SOLVERS, SolveLog, fixed_point, jacobian_penalty
-from .layers import Attention, Block, Linear, Rotary, SequenceSwiGLU, swiglu_hidden, trunc_normal_
+from .layers import GLUS, Attention, Block, Linear, Rotary, SequenceSwiGLU, swiglu_hidden, trunc_normal_
 from .ssd import SSD
 
 MIXERS = ("attention", "mlp", "ssd")
@@ -52,6 +52,8 @@ class ModelConfig:
     L: int = 2                       # layers of each network (the paper: 2; HRM: 4 in each of its two)
     heads: int = 8                   # attention heads (attention mixer only)
     expansion: float = 4.0           # SwiGLU width as a multiple of d (rounded as the reference does)
+    glu: str = "swiglu"              # the gated unit of every MLP: swiglu (reference: silu(g) * v) or sigmoid_norm
+                                     # (sigmoid(g) * RMSNorm(g * v): "Speed is Confidence"'s, for Muon)
     mixer: str = "attention"         # token mixer: attention (with RoPE), mlp (the paper's MLP-T, small fixed grids)
                                      # or ssd (Mamba-2, arXiv 2602.12078)
     pos: str = "rope"                # positions: rope, learned or none (MLP-T and SSD need none)
@@ -140,7 +142,7 @@ class ModelConfig:
         """ValueError naming the field, its value and what is allowed (TRM() calls it; so does `trm train`
         before it loads anything)."""
         choices = {"mixer": MIXERS, "pos": ("rope", "learned", "none"), "recursion": RECURSIONS,
-                   "grad": GRADS}
+                   "grad": GRADS, "glu": GLUS}
         for k, allowed in choices.items():
             check_choice(k, getattr(self, k), allowed)
         check_choice("networks", self.networks, (1, 2))
@@ -240,7 +242,7 @@ class StepOutput:
 
 def _mixer(cfg: ModelConfig, kind: str, rotary: Rotary | None) -> nn.Module:
     if kind == "mlp":
-        return SequenceSwiGLU(cfg.total_len, cfg.expansion)
+        return SequenceSwiGLU(cfg.total_len, cfg.expansion, cfg.glu)
     if kind == "ssd":  # reads order from its scan: no positions needed
         return SSD(cfg.d, state=cfg.ssd_state, head_dim=cfg.ssd_head_dim, expand=cfg.ssd_expand, conv=cfg.ssd_conv,
                    chunk=cfg.ssd_chunk, bidirectional=cfg.ssd_bidirectional, eps=cfg.norm_eps)
@@ -250,7 +252,7 @@ def _mixer(cfg: ModelConfig, kind: str, rotary: Rotary | None) -> nn.Module:
 def _network(cfg: ModelConfig, rotary: Rotary | None) -> nn.Sequential:
     """L post-norm blocks: the network f (the paper finds two layers generalise best)."""
     return nn.Sequential(*(Block(mixer=_mixer(cfg, kind, rotary), dim=cfg.d, expansion=cfg.expansion,
-                                 eps=cfg.norm_eps) for kind in cfg.layer_mixers))
+                                 eps=cfg.norm_eps, glu=cfg.glu) for kind in cfg.layer_mixers))
 
 
 def _call(net: nn.Module, h: torch.Tensor, grad: bool) -> torch.Tensor:

@@ -35,8 +35,8 @@ def exact_by_step(run: Path) -> dict[int, float]:
             r = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if "eval" in r:
-            out[int(r["step"])] = r["eval"]["exact_accuracy"]
+        if "eval" in r or "final_eval" in r:  # periodic evaluations, then the final one (EMA weights)
+            out[int(r["step"])] = (r.get("eval") or r["final_eval"])["exact_accuracy"]
     return out
 
 

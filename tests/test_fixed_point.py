@@ -376,12 +376,14 @@ def test_residual_curves_are_the_solves_history(sort_data, tmp_path, cli):
     records = [json.loads(line) for line in (tmp_path / "deq" / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if "solver_solves" in r]
     evals = [r for r in records if "eval" in r]
+    final = json.loads((tmp_path / "deq" / "eval.json").read_text())["solver"]
     tr, ev = rep["solver_training"]["train"], rep["solver_training"]["eval"]
     assert tr["step"] == [r["step"] for r in logged] == [1, 2, 3]
     assert tr["res_mean"] == [r["solver_res_mean"] for r in logged]
     assert tr["iter_mean"] == [r["solver_iter_mean"] for r in logged]
-    assert ev["step"] == [r["step"] for r in evals] and ev["step"]
-    assert ev["converged"] == [r["eval"]["solver"]["converged"] for r in evals]
+    assert ev["step"] == [r["step"] for r in evals] + [3] and len(evals) >= 1  # the periodic ones, the final
+    assert ev["converged"] == [r["eval"]["solver"]["converged"] for r in evals] + [final["converged"]]
+    assert ev["res_mean"][-1] == final["res_mean"]
     assert (tmp_path / "rep" / "solver_training.png").is_file()
     assert "Over training" in rep["findings"]["solver_training"]
 

@@ -50,7 +50,8 @@ def residual_curves(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, D: i
 def training_curves(metrics_path) -> dict | None:
     """Iterations and final residual of the z solves over training, from a run's metrics.jsonl: the training
     records (the solves since the record before; backward solves of the implicit gradient beside them) and the
-    periodic evaluations' own solves. None when the run logged no solve (not a fixed-point run, or no file)."""
+    evaluations' own solves (the periodic ones, and the final one from eval.json beside it). None when the run
+    logged no solve (not a fixed-point run, or no file)."""
     import json
     from pathlib import Path
 
@@ -70,6 +71,11 @@ def training_curves(metrics_path) -> dict | None:
             for k in list(train)[1:]:
                 train[k].append(r.get(f"solver_{k}"))
         s = (r.get("eval") or {}).get("solver")
+        if "final_eval" in r and (path.parent / "eval.json").is_file():
+            try:
+                s = json.loads((path.parent / "eval.json").read_text()).get("solver")
+            except json.JSONDecodeError:
+                s = None
         if s and s.get("solves"):
             evals["step"].append(r["step"])
             for k in keys:

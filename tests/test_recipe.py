@@ -285,3 +285,22 @@ def test_a_training_time_budget_leaves_out_evaluation_time(sort_data, tmp_path):
     assert 0 < ev["train_s"] < 0.02 * 60 + 5 and t.step > 1
     with pytest.raises(ValueError, match="budget_clock"):
         trainer(sort_data, tmp_path / "bad", budget_clock="cpu").fit()
+
+
+def test_the_budgets_horizon_is_refitted_both_ways_and_capped_by_steps(sort_data, tmp_path):
+    """A first fit from a slow start cuts the schedule short; a later fit from the mean rate since then moves
+    it out again (an arm started beside other work used to stop minutes before its budget), never past steps."""
+    from tqdm import tqdm
+    t = trainer(sort_data, tmp_path / "run", steps=5000, time_budget=1.0, budget_clock="train")
+    bar = tqdm(disable=True)
+    t._train_seconds_at_start, t.train_seconds, t.step = 0.0, 0.0, 20
+    t._fit_horizon(bar, 0.0, 1.0)  # 60 s left at 1 s a step
+    assert t.horizon == 20 + int(0.95 * 60)
+    t.train_seconds, t.step = 30.0, 50  # then faster: 30 s left at 0.1 s a step
+    t._fit_horizon(bar, 0.0, 0.1, measured=True)
+    assert t.horizon == 50 + int(0.95 * 30 / 0.1)
+    t._fit_horizon(bar, 0.0, 1e-4, measured=True)
+    assert t.horizon == 5000  # the configured steps stay the cap
+    t.train_seconds = 59.99
+    t._fit_horizon(bar, 0.0, 10.0, measured=True)
+    assert t.horizon == 51  # nothing fits any more: the next step is the last

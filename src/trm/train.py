@@ -530,6 +530,7 @@ class Trainer:
         last_ckpt_time, last_log = time.monotonic(), time.monotonic()
         samples_since = 0
         fit_at = self.step + 20 if cfg.time_budget else -1  # measure 10 steps after 10 of warm-up
+        fitted = None  # (budget used, step) at the first fit: later fits average the rate since then
         next_eval_min = (self.train_seconds / 60 // cfg.eval_minutes + 1) * cfg.eval_minutes if cfg.eval_minutes else 0
         sig = 0
         try:
@@ -538,6 +539,14 @@ class Trainer:
                     t_fit = time.monotonic()
                 if self.step == fit_at:
                     self._fit_horizon(bar, start, (time.monotonic() - t_fit) / 10)
+                    fitted = (self._budget_used(start), self.step)
+                    next_fit = fitted[0] + cfg.time_budget * 6  # then again after every tenth of the budget
+                elif fitted is not None and self.step > fitted[1] and self._budget_used(start) >= next_fit:
+                    # the rate of the first 20 steps can be far off (a loaded machine, a warming cache): refit
+                    # from the mean since then, which already holds the evaluations the budget's clock counts
+                    used = self._budget_used(start)
+                    self._fit_horizon(bar, start, (used - fitted[0]) / (self.step - fitted[1]), measured=True)
+                    next_fit += cfg.time_budget * 6
                 t_step = time.monotonic()
                 r = self.train_step()
                 self.train_seconds += time.monotonic() - t_step
@@ -625,24 +634,28 @@ class Trainer:
         return (f"stopped; the last checkpoint ({ckpt}, step {step}) is kept (try a lower --lr or a longer "
                 f"--warmup_steps in a new run)")
 
-    def _fit_horizon(self, bar, start: float, s_per_step: float) -> None:
+    def _fit_horizon(self, bar, start: float, s_per_step: float, measured: bool = False) -> None:
         """Under a time budget, end the lr schedule (warm-up, cosine) at the step the budget reaches, so a
-        short run anneals instead of stopping at a high learning rate. Periodic evals are charged as well."""
+        short run anneals instead of stopping at a high learning rate. Periodic evals are charged as well
+        (estimated at the first fit; `measured`: s_per_step is a mean over the run that already holds them).
+        Called again every tenth of the budget, the horizon moves both ways, never past `steps` (an extension
+        of a finished run has no such cap)."""
         left = self.cfg.time_budget * 60 - self._budget_used(start)
-        planned = self.horizon if self.schedule_start else self.cfg.steps  # an extension: up to the fit
+        cap = self.cfg.steps if self.schedule_start == 0 else 10**9
         n_evals = int(left / 60 / self.cfg.eval_minutes) if self.cfg.eval_minutes else 0
-        n_evals += min(planned - self.step, int(left / max(s_per_step, 1e-9))) // self.cfg.eval_every \
+        n_evals += min(cap - self.step, int(left / max(s_per_step, 1e-9))) // self.cfg.eval_every \
             if self.cfg.eval_every else 0
-        if self.cfg.budget_clock == "train":
-            n_evals = 0  # evaluations are not on this clock
+        if self.cfg.budget_clock == "train" or measured:
+            n_evals = 0  # evaluations are not on this clock, or already in the measured rate
         eval_s = s_per_step / 3 * self.model_cfg.N_sup * min(len(self.test_split), self.cfg.eval_limit or 10**9) \
             / self.cfg.batch_size  # forward only: about a third of a training step per sample and step
         steps_left = max(1, int(left / max(s_per_step, 1e-9)))
         fits = self.step + int(0.95 * left / (s_per_step + eval_s * n_evals / steps_left))
         if self.world > 1:  # every process must end at the same step: the slowest one's estimate
             fits = int(self._all_reduce(torch.tensor([float(fits)]), op=dist.ReduceOp.MIN)[0])
-        if fits < self.horizon:
-            self.horizon = max(self.step + 1, fits)
+        new = min(cap, max(self.step + 1, fits))
+        if new != self.horizon:
+            self.horizon = new
             bar.total = self.horizon
             bar.refresh()
             if self.main:

@@ -82,7 +82,7 @@ def findings(r: dict) -> dict[str, str]:
     if "solver_training" in r:
         tr, ev = r["solver_training"]["train"], r["solver_training"]["eval"]
         parts = []
-        for name, d in (("training", tr), ("the periodic evaluations", ev)):
+        for name, d in (("training", tr), ("the evaluations (periodic, then final)", ev)):
             pts = [(x, v, c) for x, v, c in zip(d["step"], d["res_mean"], d["converged"]) if v is not None]
             if pts:
                 (s0, v0, c0), (s1, v1, c1) = pts[0], pts[-1]

@@ -34,7 +34,7 @@ def main():
     tune_allocator()
     torch.manual_seed(0)
     B, L, d = 64, 97, 512
-    mixer = SequenceSwiGLU(L, 4.0, 1e-5)
+    mixer = SequenceSwiGLU(L, 4.0)
     W, Wd, H = mixer.gate_up.weight, mixer.down.weight, mixer.hidden
 
     def folded(h):  # the former layer

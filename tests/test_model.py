@@ -93,9 +93,21 @@ def test_sigmoid_norm_glu_is_the_papers_formula():
     # bounded whatever the scale of its inputs: RMS over the hidden axis below 1 (the sigmoid is < 1), where
     # the standard unit grows with the square of the scale
     g, v = 100 * torch.randn(4, 64, dtype=torch.float64), 100 * torch.randn(4, 64, dtype=torch.float64)
-    assert (glu(g, v, "sigmoid_norm").square().mean(-1).sqrt() < 1).all()
-    assert (glu(g, v, "swiglu").square().mean(-1).sqrt() > 100).all()
-    assert torch.allclose(glu(g.T, v.T, "sigmoid_norm", dim=-2), glu(g, v, "sigmoid_norm").T)
+    assert (glu(g.clone(), v.clone(), "sigmoid_norm").square().mean(-1).sqrt() < 1).all()
+    assert (glu(g.clone(), v.clone(), "swiglu").square().mean(-1).sqrt() > 100).all()
+    # without autograd it runs in place (on fresh matmul outputs in the layers): the same values, either axis
+    g.requires_grad_(True)
+    with_grad = glu(g, v, "sigmoid_norm").detach()
+    g = g.detach()
+    assert torch.allclose(glu(g.clone(), v.clone(), "sigmoid_norm"), with_grad, rtol=1e-6, atol=1e-9)
+    assert torch.allclose(glu(g.T.clone(), v.T.clone(), "sigmoid_norm", dim=-2), with_grad.T, rtol=1e-6, atol=1e-9)
+    for module in (seq, chan):
+        h = torch.randn(3, 13, 24, dtype=torch.float64)
+        with torch.no_grad():
+            fast = module(h)
+        assert torch.allclose(fast, module(h), atol=1e-10)
+    with pytest.raises(ValueError, match="glu must be one of"):
+        glu(g, v, "gelu")
     model = TRM(ModelConfig(d=16, heads=2, mixer="mlp", pos="none", vocab_size=6, seq_len=8, puzzle_emb_dim=16,
                             glu="sigmoid_norm"))
     assert all(b.mlp.kind == "sigmoid_norm" and b.mixer.kind == "sigmoid_norm" for b in model.net)

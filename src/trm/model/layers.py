@@ -56,6 +56,16 @@ def glu(gate: torch.Tensor, up: torch.Tensor, kind: str = "swiglu", dim: int = -
     Muon fails with the standard SwiGLU and trains with this one."""
     if kind == "swiglu":
         return silu_mul(gate, up)
+    if kind != "sigmoid_norm":
+        raise ValueError(f"glu must be one of {', '.join(GLUS)} (got '{kind}')")
+    if not (torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad)):
+        # in place in the two fresh matmul outputs, the sum of squares by a norm (no squared copy): most
+        # calls of a supervision step run without autograd
+        gu = up.mul_(gate)
+        n = gu.shape[dim]
+        wide = torch.float64 if gu.dtype == torch.float64 else torch.float32  # as rms_norm: fp32 or wider
+        scale = torch.linalg.vector_norm(gu, dim=dim, keepdim=True, dtype=wide).square_().div_(n)
+        return gu.mul_(scale.add_(1e-5).rsqrt_().to(gu.dtype)).mul_(torch.sigmoid_(gate))
     return torch.sigmoid(gate) * rms_norm(gate * up, dim=dim)
 
 

@@ -59,14 +59,45 @@ def glu(gate: torch.Tensor, up: torch.Tensor, kind: str = "swiglu", dim: int = -
     if kind != "sigmoid_norm":
         raise ValueError(f"glu must be one of {', '.join(GLUS)} (got '{kind}')")
     if not (torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad)):
-        # in place in the two fresh matmul outputs, the sum of squares by a norm (no squared copy): most
-        # calls of a supervision step run without autograd
+        # in place in the two fresh matmul outputs (most calls of a supervision step run without autograd)
         gu = up.mul_(gate)
-        n = gu.shape[dim]
-        wide = torch.float64 if gu.dtype == torch.float64 else torch.float32  # as rms_norm: fp32 or wider
-        scale = torch.linalg.vector_norm(gu, dim=dim, keepdim=True, dtype=wide).square_().div_(n)
-        return gu.mul_(scale.add_(1e-5).rsqrt_().to(gu.dtype)).mul_(torch.sigmoid_(gate))
-    return torch.sigmoid(gate) * rms_norm(gate * up, dim=dim)
+        return gu.mul_(_inv_rms(gu, dim).to(gu.dtype)).mul_(torch.sigmoid_(gate))
+    return _SigmoidNorm.apply(gate, up, dim)
+
+
+def _inv_rms(p: torch.Tensor, dim: int) -> torch.Tensor:
+    """(mean of p^2 over dim + eps)^-1/2, kept dim, in fp32 or wider (as rms_norm). vecdot, not vector_norm:
+    no squared copy, and 2x faster over the strided hidden axis of the MLP-T mixer on CPU."""
+    w = p if p.dtype == torch.float64 else p.float()
+    return torch.linalg.vecdot(w, w, dim=dim).unsqueeze(dim).div_(p.shape[dim]).add_(1e-5).rsqrt_()
+
+
+class _SigmoidNorm(torch.autograd.Function):
+    """sigmoid(g) * p c with p = g * u and c = (mean_h(p^2) + eps)^-1/2, the mean over the hidden axis. Saves
+    only g, u and c (autograd's chain of seven ops kept every intermediate and ran 2.6x the SwiGLU's time).
+    Backward, with A = G * sigmoid(g) and r = p c:  dp = c (A - r mean_h(A r)),
+    dg = G r sigmoid'(g) + dp u,  du = dp g."""
+
+    @staticmethod
+    def forward(ctx, gate, up, dim):
+        p = gate * up
+        c = _inv_rms(p, dim)
+        ctx.save_for_backward(gate, up, c)
+        ctx.dim = dim
+        return p.mul_(c.to(p.dtype)).mul_(torch.sigmoid(gate))
+
+    @staticmethod
+    def backward(ctx, grad):
+        gate, up, c = ctx.saved_tensors
+        dim, wide = ctx.dim, c.dtype
+        g, u, grad = gate.to(wide), up.to(wide), grad.to(wide)  # no copies in fp32 / fp64
+        s = torch.sigmoid(g)
+        r = (g * u).mul_(c)
+        a = grad * s
+        m = torch.linalg.vecdot(a, r, dim=dim).unsqueeze(dim).div_(r.shape[dim])
+        dp = a.addcmul_(r, m, value=-1).mul_(c)
+        dg = r.mul_(grad).mul_(s).mul_(s.neg_().add_(1)).addcmul_(dp, u)  # G r s (1 - s) + dp u
+        return dg.to(gate.dtype), dp.mul_(g).to(up.dtype), None
 
 
 def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

@@ -274,6 +274,11 @@ def test_the_cpu_sudoku_presets_train_with_the_fast_recipe():
         t = get_preset(name).train
         assert (t.batch_size, t.lr, t.puzzle_emb_lr, t.warmup_steps, t.stagger, t.N_sup_train) == \
             (64, 3e-3, 3e-3, 50, True, 4), name
+    for name in ("sudoku9-cpu", "sudoku9-hard-cpu"):  # 9x9: Muon at its own lr, with its gated unit
+        p = get_preset(name)
+        assert (p.train.optimizer, p.train.muon_lr, p.train.muon_weight_decay, p.model.glu) == \
+            ("muon", 0.02, 0.005, "sigmoid_norm"), name
+    assert get_preset("sudoku6-cpu").model.glu == "swiglu" and get_preset("sudoku6-cpu").train.optimizer == "adamw"
     hard = get_preset("sudoku9-hard-cpu").data
     assert (hard["pools"], hard["train"], hard["test"]) == (["hard"], 1000, 1000)
 

@@ -34,6 +34,17 @@ def test_swiglu_hidden_matches_reference():
     assert swiglu_hidden(512, 4) == 1536 and swiglu_hidden(97, 4) == 512
 
 
+def _same_values_and_gradients(pairs):
+    """Each (module, reference) pair: equal outputs and equal gradients for the input and every weight (float64)."""
+    for module, ref in pairs:
+        h = torch.randn(3, 13, 24, dtype=torch.float64, requires_grad=True)
+        got, want = module(h), ref(h)
+        assert torch.allclose(got, want, atol=1e-12)
+        wrt = [h, *module.parameters()]
+        for a, b in zip(torch.autograd.grad(got.square().sum(), wrt), torch.autograd.grad(want.square().sum(), wrt)):
+            assert torch.allclose(a, b, atol=1e-10)
+
+
 def test_fast_swiglus_equal_the_reference_formulation():
     # the layers skip the reference's transposes and chunk; values and every gradient must not change
     torch.manual_seed(0)
@@ -48,13 +59,7 @@ def test_fast_swiglus_equal_the_reference_formulation():
         gate, up = F.linear(h, chan.gate_up.weight).chunk(2, -1)
         return F.linear(F.silu(gate) * up, chan.down.weight)
 
-    for module, ref in ((seq, ref_seq), (chan, ref_chan)):
-        h = torch.randn(3, 13, 24, dtype=torch.float64, requires_grad=True)
-        got, want = module(h), ref(h)
-        assert torch.allclose(got, want, atol=1e-12)
-        wrt = [h, *module.parameters()]
-        for a, b in zip(torch.autograd.grad(got.square().sum(), wrt), torch.autograd.grad(want.square().sum(), wrt)):
-            assert torch.allclose(a, b, atol=1e-10)
+    _same_values_and_gradients(((seq, ref_seq), (chan, ref_chan)))
     # without autograd the SiLU product runs in place: same values
     seq, chan = seq.float(), chan.float()
     for module, ref in ((seq, ref_seq), (chan, ref_chan)):
@@ -83,13 +88,7 @@ def test_sigmoid_norm_glu_is_the_papers_formula():
         gate, up = F.linear(h, chan.gate_up.weight).chunk(2, -1)
         return F.linear(unit(gate, up), chan.down.weight)
 
-    for module, ref in ((seq, ref_seq), (chan, ref_chan)):
-        h = torch.randn(3, 13, 24, dtype=torch.float64, requires_grad=True)
-        got, want = module(h), ref(h)
-        assert torch.allclose(got, want, atol=1e-12)
-        wrt = [h, *module.parameters()]
-        for a, b in zip(torch.autograd.grad(got.square().sum(), wrt), torch.autograd.grad(want.square().sum(), wrt)):
-            assert torch.allclose(a, b, atol=1e-10)
+    _same_values_and_gradients(((seq, ref_seq), (chan, ref_chan)))
     # bounded whatever the scale of its inputs: RMS over the hidden axis below 1 (the sigmoid is < 1), where
     # the standard unit grows with the square of the scale
     g, v = 100 * torch.randn(4, 64, dtype=torch.float64), 100 * torch.randn(4, 64, dtype=torch.float64)

@@ -26,15 +26,12 @@ import torch
 
 from trm.atomic import atomic_write_json
 from trm.runtime import git_commit
+from trm.train import read_metrics
 
 
 def exact_by_step(run: Path) -> dict[int, float]:
     out = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for r in read_metrics(run / "metrics.jsonl"):
         if "eval" in r or "final_eval" in r:  # periodic evaluations, then the final one (EMA weights)
             out[int(r["step"])] = (r.get("eval") or r["final_eval"])["exact_accuracy"]
     return out

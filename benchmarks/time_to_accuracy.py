@@ -28,6 +28,7 @@ import step_speed  # benchmarks/ is on sys.path when this script runs
 import torch
 
 from trm.runtime import cpu_flags, cpu_has_fast_bf16
+from trm.train import read_metrics
 
 THRESHOLDS = (0.01, 0.05, 0.10, 0.25, 0.50, 0.90)
 
@@ -51,11 +52,7 @@ def rates() -> dict:
 def curve(run: Path) -> list[dict]:
     """(training minutes, step, exact) at every periodic evaluation and the final one."""
     out = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:  # a torn last line: the arm is being written or was killed mid-write
-            continue
+    for r in read_metrics(run / "metrics.jsonl"):  # the arm may be being written
         if "eval" in r and "train_s" in r:
             out.append({"train_min": r["train_s"] / 60, "step": r["step"], "exact": r["eval"]["exact_accuracy"],
                         "cell": r["eval"]["cell_accuracy"], "n": r["eval"].get("n")})

@@ -258,6 +258,14 @@ def test_resume_drops_a_torn_last_metrics_line(sort_data, tmp_path, capsys):
     assert steps == sorted(steps) and steps[-1] == 6
 
 
+def test_read_metrics_skips_a_torn_last_line_while_a_run_writes(tmp_path):
+    from trm.train import read_metrics
+    m = tmp_path / "metrics.jsonl"
+    m.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "eval": {"exact_accuracy": 0.25}}\n{"step": 3, "lo')
+    assert [r["step"] for r in read_metrics(m)] == [1, 2]
+    assert read_metrics(m)[1]["eval"]["exact_accuracy"] == 0.25
+
+
 # --- NaN and signals ---------------------------------------------------------------------------------------
 def _at_step(monkeypatch, step, action):
     """Run `action(trainer)` right after training step `step` (before its checks, logs and checkpoint)."""

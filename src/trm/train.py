@@ -145,6 +145,18 @@ def parse_depth_curriculum(text: str, model_cfg: ModelConfig) -> list[tuple[floa
     return stages
 
 
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a run's metrics.jsonl, in order. A line that is not JSON is skipped: a run appends one
+    record a line, so only the last can be torn (the run is writing it, or was killed while it did)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 class RunStopped(Exception):
     """fit ended before its schedule did (one-line message); `code` is the exit status the CLI gives."""
 

@@ -55,17 +55,15 @@ def training_curves(metrics_path) -> dict | None:
     import json
     from pathlib import Path
 
+    from ..train import read_metrics
+
     path = Path(metrics_path)
     if not path.is_file():
         return None
     keys = ("iter_mean", "iter_p90", "res_mean", "res_p90", "res_max", "converged")
     train = {k: [] for k in ("step", *keys, "bwd_iter_mean", "bwd_res_mean", "bwd_converged")}
     evals = {k: [] for k in ("step", *keys)}
-    for line in path.read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a killed run
-            continue
+    for r in read_metrics(path):
         if r.get("solver_solves"):
             train["step"].append(r["step"])
             for k in list(train)[1:]:

@@ -212,6 +212,7 @@ def test_console_script_runs():
     ("--steps", "-5", "steps must be >= 1 (got -5)"),
     ("--ema", "2", "ema must be in [0, 1) (0 = off) (got 2.0)"),
     ("--lr_min_ratio", "-2", "lr_min_ratio must be in [0, 1] (a fraction of lr) (got -2.0)"),
+    ("--lr_decay_fraction", "0", "lr_decay_fraction must be in (0, 1] (a fraction of the schedule) (got 0.0)"),
 ])
 def test_train_refuses_bad_values_before_loading_anything(cli, tmp_path, flag, value, words):
     code, _, err = cli("train", "--preset", "sudoku4-cpu", "--data", tmp_path / "none", "--out", tmp_path / "r",

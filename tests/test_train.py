@@ -157,6 +157,17 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_at(60, base=1.0, warmup=10, total=110, min_ratio=1.0) == 1.0
 
 
+def test_lr_schedule_holds_the_peak_then_decays_over_the_last_fraction():
+    kw = dict(base=1.0, warmup=10, total=110, min_ratio=0.1, decay_fraction=0.25)
+    assert lr_at(5, **kw) == 0.5  # the warm-up is unchanged
+    assert lr_at(10, **kw) == lr_at(85, **kw) == 1.0  # the peak held until the last quarter (steps 85-110)
+    assert lr_at(85 + 12.5, **kw) == pytest.approx(0.55)  # half-way down that quarter's cosine
+    assert lr_at(110, **kw) == pytest.approx(0.1) and lr_at(200, **kw) == pytest.approx(0.1)
+    full = dict(kw, decay_fraction=1.0)
+    assert [lr_at(s, **full) for s in range(0, 120, 7)] == \
+        [lr_at(s, base=1.0, warmup=10, total=110, min_ratio=0.1) for s in range(0, 120, 7)]
+
+
 def test_example_stream_is_seeded_and_resumable():
     a = ExampleStream(10, seed=3)
     first = a.take(7)

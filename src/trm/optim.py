@@ -82,11 +82,15 @@ def build_optimizer(named_params, *, name: str, lr: float, weight_decay: float, 
     raise ValueError(f"unknown optimizer '{name}' (choose {', '.join(OPTIMIZERS)})")
 
 
-def lr_at(step: int, *, base: float, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup, then cosine from base down to base * min_ratio (1.0 = constant, as published)."""
+def lr_at(step: int, *, base: float, warmup: int, total: int, min_ratio: float, decay_fraction: float = 1.0) -> float:
+    """Linear warmup, then cosine from base down to base * min_ratio (1.0 = constant, as published). With
+    decay_fraction f < 1 the lr holds at base and the cosine runs over the last f of the steps after the warm-up
+    (warmup-stable-decay: a run keeps its peak lr for most of a budget and still ends annealed)."""
     if step < warmup:
         return base * step / max(1, warmup)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    span = max(1, total - warmup)
+    start = warmup + (1 - decay_fraction) * span
+    progress = min(1.0, max(0.0, (step - start) / max(1.0, decay_fraction * span)))
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 

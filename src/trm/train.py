@@ -48,6 +48,7 @@ class TrainConfig:
     steps: int = 65104              # optimizer steps; epochs*examples/batch in the paper (50000*1000/768)
     lr: float = 1e-4                # peak learning rate, reached after the warm-up
     lr_min_ratio: float = 1.0       # cosine floor as a fraction of lr (1.0 = constant after warmup, as published)
+    lr_decay_fraction: float = 1.0  # the cosine runs over this last fraction of the schedule (1.0: all of it)
     warmup_steps: int = 2000        # linear warm-up from 0 to lr
     weight_decay: float = 1.0       # decoupled weight decay of the network weights
     beta1: float = 0.9              # Adam's first-moment rate
@@ -102,6 +103,7 @@ class TrainConfig:
             check_range(k, getattr(self, k), ge=1)
         check_range("lr", self.lr, gt=0)
         check_range("lr_min_ratio", self.lr_min_ratio, ge=0, le=1, note="a fraction of lr")
+        check_range("lr_decay_fraction", self.lr_decay_fraction, gt=0, le=1, note="a fraction of the schedule")
         check_range("ema", self.ema, ge=0, lt=1, note="0 = off")
         for k in ("beta1", "beta2"):
             check_range(k, getattr(self, k), ge=0, lt=1)
@@ -383,7 +385,8 @@ class Trainer:
         cfg, act = self.cfg, self.act
         act.refill(self.step, self._allowed())
         lr = lr_at(self.step - self.schedule_start, base=cfg.lr, warmup=self.schedule_warmup,
-                   total=self.horizon - self.schedule_start, min_ratio=cfg.lr_min_ratio)
+                   total=self.horizon - self.schedule_start, min_ratio=cfg.lr_min_ratio,
+                   decay_fraction=cfg.lr_decay_fraction)
         for g in self.opt.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)  # a group at its own peak lr (Muon's) keeps the schedule's shape
         if self.emb_opt is not None:

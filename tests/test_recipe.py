@@ -197,9 +197,7 @@ def test_a_finished_run_given_more_minutes_goes_on_with_a_new_schedule(sort_data
     assert more.step == 6 and more.schedule_start == 6 and more.horizon > 6
     opt_before = more.opt.state_dict()["state"]
     assert opt_before  # the optimizer's moments came along
-    lr0 = None
-    r = more.train_step()
-    lr0 = r["lr"]
+    lr0 = more.train_step()["lr"]
     assert lr0 < 1e-3 / 2  # a short re-warm, not the peak at once
     more.fit()
     assert more.step > 7

@@ -18,8 +18,8 @@ from .claims import Arm, Claim, Close, Curve, Higher, Lower, Metric, Range, Spec
 # claim checks it); sudoku6-cpu reaches 98% in 10 minutes with 1000 training puzzles, so fewer are used here.
 # Measured 2026-12-01 (seed 0, one core): 300 puzzles, 10 minutes, AVX2 fp32 -> 94.8%; 100 puzzles, 10 minutes,
 # AVX-512 BF16 (1,922 steps) -> 99.0%. Fewer puzzles do not make it harder (augmentation carries), and a budget
-# in minutes is not one testbed across machines (bf16 gives 2-3x the steps): next, a budget in steps, set where
-# the curve is at 40-80%, then the full table.
+# in minutes is not one testbed across machines (bf16 gives 2-3x the steps): next, a budget in steps (Testbed.steps,
+# minutes as the cap) set where the curve is at 40-80%, then the full table.
 TESTBED = Testbed(preset="sudoku6-cpu", size=6, train_puzzles=300, test_puzzles=1000, minutes=10.0)
 
 EXACT = Metric("exact accuracy on the held-out puzzles; EMA weights where EMA is on", path("exact_accuracy"))

@@ -11,7 +11,7 @@ from trm.data.format import load_dataset
 from trm.losses import act_loss
 from trm.model import TRM, ModelConfig
 from trm.optim import Chain, build_optimizer, muon_split
-from trm.train import Trainer, TrainConfig, parse_depth_curriculum
+from trm.train import Trainer, TrainConfig, parse_depth_curriculum, parse_sup_curriculum
 
 MODEL = dict(d=32, heads=4, mixer="mlp", pos="none", n=2, T=2, N_sup=4, puzzle_emb_len=1, puzzle_emb_dim=32)
 
@@ -162,6 +162,34 @@ def test_depth_curriculum_runs_the_configured_depth_and_evaluates_at_full(sort_d
     t.save(0.0)
     saved = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())["model"]
     assert (saved["n"], saved["T"]) == (2, 2)
+
+
+def test_sup_curriculum_parses_and_refuses_nonsense(sort_data, tmp_path):
+    assert parse_sup_curriculum("16@0.6, 4@0", 16) == [(0.0, 4), (0.6, 16)]
+    assert parse_sup_curriculum(" ", 16) == []
+    for bad in ("4@0.2", "4", "4@1", "0@0", "17@0", "4@0,x@0.5"):
+        with pytest.raises(ValueError, match="N_sup_curriculum"):
+            parse_sup_curriculum(bad, 16)
+    with pytest.raises(ValueError, match="N_sup_train 1"):  # the curriculum's first stage and N_sup_train disagree
+        trainer(sort_data, tmp_path / "run", N_sup_train=2, N_sup_curriculum="1@0,4@0.5")
+
+
+def test_sup_curriculum_gives_each_example_the_stage_s_steps_in_stream_order(sort_data, tmp_path):
+    t = trainer(sort_data, tmp_path / "run", steps=8, N_sup_curriculum="1@0,4@0.5")
+    n = len(t.train_split)
+    taken, per_step = [], []
+    for _ in range(8):
+        before = t.act.stream.epoch * n + t.act.stream.pos
+        t.train_step()
+        per_step.append(t.act.N_sup)
+        taken.append(t.act.stream.epoch * n + t.act.stream.pos - before)
+    assert per_step == [1, 1, 1, 1, 4, 4, 4, 4]
+    # one step an example while N is 1 (all 16 slots refilled every step), then 4: one refill, three steps on
+    assert taken == [16, 16, 16, 16, 16, 0, 0, 0]
+    assert t.act.steps.tolist() == [4] * 16 and t.act.halted.all()
+    ref = ExampleStream(n, t.cfg.seed).take(80)  # the order of the stream, whatever the stage
+    assert t.augment is None  # the sort task is not augmented: the slots hold the stream's examples as they are
+    assert torch.equal(t.act.inputs.cpu(), torch.as_tensor(t.train_split.inputs[ref[64:80]]).long())
 
 
 def test_step_weights_scale_each_samples_loss():

@@ -67,6 +67,8 @@ class TrainConfig:
                                     # puzzles (the reference starts all together: lockstep while Q never halts)
     depth_curriculum: str = ""      # train shallower first (CGAR, arXiv 2511.08653): "n:T@fraction,...", e.g.
                                     # "2:1@0,4:1@0.3,4:2@0.6": from that fraction of the schedule on, that n and T
+    N_sup_curriculum: str = ""      # more supervision steps per example later: "N@fraction,...", e.g. "4@0,16@0.6":
+                                    # from that fraction of the schedule on, at most N steps (replaces N_sup_train)
     difficulty_curriculum: float = 0.0  # over this first fraction of the schedule, train on the easiest puzzles
                                     # by the dataset's ratings: the easiest quarter, widening to all (0 = off)
     step_weight: float = 1.0        # loss at supervision step s weighted step_weight**(s-1), mean 1 over N_sup
@@ -144,6 +146,24 @@ def parse_depth_curriculum(text: str, model_cfg: ModelConfig) -> list[tuple[floa
         raise ValueError("depth_curriculum: fractions in [0, 1) starting at 0, n and T >= 1")
     if model_cfg.recursion == "multiz":
         raise ValueError("depth_curriculum: a multi-z model's n is its number of latents and cannot change")
+    return stages
+
+
+def parse_sup_curriculum(text: str, N_sup: int) -> list[tuple[float, int]]:
+    """ "N@fraction,..." -> [(fraction, N)] sorted, starting at fraction 0, each N in 1..N_sup (one-line errors)."""
+    if not text.strip():
+        return []
+    stages = []
+    for part in text.split(","):
+        try:
+            steps, frac = part.split("@")
+            stages.append((float(frac), int(steps)))
+        except ValueError:
+            raise ValueError(f"N_sup_curriculum: '{part}' is not N@fraction (e.g. 4@0,16@0.6)") from None
+    stages.sort()
+    if stages[0][0] != 0 or any(not 0 <= f < 1 or not 1 <= N <= N_sup for f, N in stages):
+        raise ValueError(f"N_sup_curriculum: fractions in [0, 1) starting at 0, each N from 1 to the model's "
+                         f"N_sup ({N_sup})")
     return stages
 
 
@@ -339,6 +359,13 @@ class Trainer:
         if cfg.N_sup_train < 0:
             raise ValueError(f"N_sup_train must be >= 0 (0 = the model's N_sup), not {cfg.N_sup_train}")
         self.N_sup_train = min(cfg.N_sup_train or model_cfg.N_sup, model_cfg.N_sup)  # at most the model's N_sup
+        self.sup_curriculum = parse_sup_curriculum(cfg.N_sup_curriculum, model_cfg.N_sup)
+        if self.sup_curriculum:
+            first = self.sup_curriculum[0][1]
+            if cfg.N_sup_train not in (0, first):
+                raise ValueError(f"N_sup_curriculum starts at {first} supervision steps and N_sup_train is "
+                                 f"{cfg.N_sup_train}: give --N_sup_train {first} (or 0), or change the curriculum")
+            self.N_sup_train = first
         self.act = ActCarry(self.model, self.train_split, batch_size=cfg.batch_size, N_sup=self.N_sup_train,
                             seed=cfg.seed, device=self.device, augment=self.augment,
                             halt_explore_prob=cfg.halt_explore_prob, q_continue=cfg.q_continue_loss,
@@ -356,7 +383,8 @@ class Trainer:
             self.sorted_ratings = np.sort(self.ratings)  # once: the quantile of every step is then a lookup
         if cfg.step_weight <= 0:
             raise ValueError(f"step_weight must be > 0, not {cfg.step_weight}")
-        w = cfg.step_weight ** torch.arange(self.N_sup_train, dtype=torch.float64)
+        most = max([self.N_sup_train] + [N for _, N in self.sup_curriculum])
+        w = cfg.step_weight ** torch.arange(most, dtype=torch.float64)
         self.step_weights = (w / w.mean()).to(self.device) if cfg.step_weight != 1 else None
         self.step = 0
         self.horizon = cfg.steps  # last step of the lr schedule: cfg.steps, or fewer under a time budget
@@ -383,6 +411,8 @@ class Trainer:
         """Refill the halted slots, run one supervision step on all, update the weights and halt: returns the
         learning rate used and the step's StepStats."""
         cfg, act = self.cfg, self.act
+        if self.sup_curriculum:  # the stage of this step; a slot past a smaller N halts after this step
+            act.N_sup = [N for f, N in self.sup_curriculum if f <= self._progress()][-1]
         act.refill(self.step, self._allowed())
         lr = lr_at(self.step - self.schedule_start, base=cfg.lr, warmup=self.schedule_warmup,
                    total=self.horizon - self.schedule_start, min_ratio=cfg.lr_min_ratio,

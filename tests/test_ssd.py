@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from trm.model import TRM, ModelConfig, count_parameters
 from trm.model.flops import net_call_flops
 from trm.model.layers import Attention, rms_norm
+from trm.optim import build_optimizer
 from trm.model.ssd import SSD, segsum, ssd_chunked, ssd_naive, ssd_parameters, ssd_quadratic
 from trm.presets import get_preset
 from trm.train import Trainer, TrainConfig
@@ -153,6 +154,27 @@ def test_ssd_trms_learn_and_train(kw, sort_data, tmp_path):
                                  warmup_steps=1, optimizer="adamw", loss="softmax", ema=0.9, eval_every=0,
                                  checkpoint_every=2, log_every=1, dtype="fp32"), progress=False)
     assert t.fit()["step"] == 3
+
+
+@pytest.mark.parametrize("name", ["adam_atan2", "adamw", "muon"])
+def test_weight_decay_leaves_the_ssm_parameters_alone(name):
+    """Mamba-2 trains dt_bias, A_log and D without weight decay; every other weight decays as before."""
+    model = TRM(ModelConfig(**{**TINY, "mixer": "ssd"}))
+    opt = build_optimizer(model.named_parameters(), name=name, lr=0.1, weight_decay=0.5, betas=(0.9, 0.95))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no gradient: the step is the decay alone
+    opt.step()
+    ssm = {n for n in before if n.rsplit(".", 1)[-1] in ("dt_bias", "A_log", "D")}
+    assert len(ssm) == 3 * TINY["L"]
+    for n, p in model.named_parameters():
+        assert torch.isfinite(p).all(), n
+        moved = not torch.equal(p.detach(), before[n])
+        assert moved == (n not in ssm and before[n].abs().sum() > 0), n
+    plain = TRM(ModelConfig(**{**TINY, "mixer": "attention"}))  # no SSM parameters: one group, as always
+    groups = build_optimizer(plain.named_parameters(), name=name, lr=0.1, weight_decay=0.5,
+                             betas=(0.9, 0.95)).param_groups
+    assert len(groups) == (2 if name == "muon" else 1) and all(g["weight_decay"] == 0.5 for g in groups)
 
 
 def test_parameter_counts_and_parity_with_attention():

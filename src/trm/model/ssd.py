@@ -127,6 +127,8 @@ class SSD(nn.Module):
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
         self.A_log = nn.Parameter(torch.empty(self.heads).uniform_(1, 16).log())
         self.D = nn.Parameter(torch.ones(self.heads))
+        for p in (self.dt_bias, self.A_log, self.D):  # Mamba-2 keeps its SSM parameters out of weight decay
+            p._no_weight_decay = True
         self.out_proj = Linear(inner, dim)
 
     def inner_scan(self, xbc: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from trm.model import TRM, ModelConfig, count_parameters
 from trm.model.flops import net_call_flops
 from trm.model.layers import Attention, rms_norm
+from trm.checkpoint import CheckpointError
 from trm.optim import build_optimizer
 from trm.model.ssd import SSD, segsum, ssd_chunked, ssd_naive, ssd_parameters, ssd_quadratic
 from trm.presets import get_preset
@@ -154,6 +155,16 @@ def test_ssd_trms_learn_and_train(kw, sort_data, tmp_path):
                                  warmup_steps=1, optimizer="adamw", loss="softmax", ema=0.9, eval_every=0,
                                  checkpoint_every=2, log_every=1, dtype="fp32"), progress=False)
     assert t.fit()["step"] == 3
+    if kw.get("mixer") == "ssd" and kw.get("ssd_bidirectional", True):
+        # a run saved before the SSM parameters had their own group (one group) is a one-line error on resume
+        f = tmp_path / "run" / "checkpoint" / "train_state.pt"
+        st = torch.load(f, weights_only=False)
+        opt = st["optimizer"]
+        opt["param_groups"] = [{**opt["param_groups"][0],
+                                "params": [i for g in opt["param_groups"] for i in g["params"]]}]
+        torch.save(st, f)
+        with pytest.raises(CheckpointError, match="optimizer state does not fit"):
+            Trainer(ModelConfig(), TrainConfig(), resume=str(tmp_path / "run"), progress=False)
 
 
 @pytest.mark.parametrize("name", ["adam_atan2", "adamw", "muon"])

@@ -518,7 +518,11 @@ class Trainer:
 
     def _load_state(self, st: dict) -> None:
         self.model.load_state_dict(st["model"])
-        self.opt.load_state_dict(st["optimizer"])
+        try:
+            self.opt.load_state_dict(st["optimizer"])
+        except ValueError as e:  # e.g. a group count that differs: another --optimizer, or a run of an older trm
+            raise ckpt_io.CheckpointError(f"the run's optimizer state does not fit this optimizer ({e}); was "
+                                          f"--optimizer changed?") from None
         if self.ema_model is not None and st["ema"]:
             self.ema_model.load_state_dict(st["ema"])
         self.act.load_state(st)

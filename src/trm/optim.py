@@ -55,9 +55,9 @@ def muon_split(named_params) -> tuple[list, list]:
     return matrices, rest
 
 
-def decay_groups(params: list, weight_decay: float) -> list:
+def decay_groups(params: list) -> list:
     """The parameters as one list, or, where some are marked `_no_weight_decay` (the SSD mixer's dt_bias,
-    A_log and D, as Mamba-2 trains them), two groups: the rest at `weight_decay`, the marked ones at 0."""
+    A_log and D, as Mamba-2 trains them), two groups: the rest at the optimizer's weight decay, the marked ones at 0."""
     keep = [p for p in params if getattr(p, "_no_weight_decay", False)]
     if not keep:
         return params  # one group: the optimizer state of every other model is as it always was
@@ -77,9 +77,9 @@ def build_optimizer(named_params, *, name: str, lr: float, weight_decay: float, 
     named_params = list(named_params)
     params = [p for _, p in named_params]
     if name == "adam_atan2":
-        return AdamAtan2(decay_groups(params, weight_decay), lr=lr, betas=betas, weight_decay=weight_decay, a=1.0, b=1.0)
+        return AdamAtan2(decay_groups(params), lr=lr, betas=betas, weight_decay=weight_decay, a=1.0, b=1.0)
     if name == "adamw":
-        return torch.optim.AdamW(decay_groups(params, weight_decay), lr=lr, betas=betas, weight_decay=weight_decay)
+        return torch.optim.AdamW(decay_groups(params), lr=lr, betas=betas, weight_decay=weight_decay)
     if name == "muon":
         matrices, rest = muon_split(named_params)
         own = muon_lr > 0
@@ -88,7 +88,7 @@ def build_optimizer(named_params, *, name: str, lr: float, weight_decay: float, 
                                 adjust_lr_fn="original" if own else "match_rms_adamw")
         for g in muon.param_groups:
             g["lr_scale"] = (muon_lr / lr) if own else 1.0
-        return Chain(muon, torch.optim.AdamW(decay_groups(rest, weight_decay), lr=lr, betas=betas, weight_decay=weight_decay))
+        return Chain(muon, torch.optim.AdamW(decay_groups(rest), lr=lr, betas=betas, weight_decay=weight_decay))
     raise ValueError(f"unknown optimizer '{name}' (choose {', '.join(OPTIMIZERS)})")
 
 

@@ -167,6 +167,9 @@ def test_claims_selects_a_subset_and_reuses_the_cache(swept, cli, monkeypatch, t
     assert "3 of 3 runs to do" in out and "CPU-minutes" in out
     code, out, _ = cli("claims", "--cache", cache, "--dry-run")
     assert "later: waits for another issue" in out and "0 of 6 runs to do" in out
+    # a budget in steps (calibration) is other runs, with that --steps on their command line
+    code, out, _ = cli("claims", "--claims", "ema", "--seeds", "0", "--steps", "3", "--cache", cache, "--dry-run")
+    assert code == 0 and "2 of 2 runs to do" in out and out.count("--steps 3 ") == 2
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -176,6 +179,7 @@ def test_claims_selects_a_subset_and_reuses_the_cache(swept, cli, monkeypatch, t
     (["--seeds", "1,1"], "--seeds takes distinct"),
     (["--minutes", "0"], "--minutes must be > 0"),
     (["--jobs", "0"], "--jobs must be >= 1"),
+    (["--steps", "0"], "--steps must be >= 1"),
 ])
 def test_bad_requests_are_one_line_errors(cli, monkeypatch, tmp_path, argv, words):
     monkeypatch.setattr(claims_spec, "SPEC", SMOKE)

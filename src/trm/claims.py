@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -307,9 +307,11 @@ class Plan:
     budgets: dict[str, float]                  # claim -> training minutes per run
 
 
-def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes: float | None = None) -> Plan:
-    """Every run the claims need at these seeds (shared runs once), with their folders under cache/runs."""
-    tb = spec.testbed
+def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes: float | None = None,
+         steps: int | None = None) -> Plan:
+    """Every run the claims need at these seeds (shared runs once), with their folders under cache/runs;
+    `minutes` and `steps` replace the spec's budget (the testbed's calibration)."""
+    tb = spec.testbed if steps is None else replace(spec.testbed, steps=steps)
     data_ident = {"size": tb.size, "train": tb.train_puzzles, "test": tb.test_puzzles, "seed": tb.data_seed}
     data = cache / "data" / f"sudoku{tb.size}-{tb.train_puzzles}-{_key(data_ident)[:8]}"
     runs: dict[str, Run] = {}

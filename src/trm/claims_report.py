@@ -180,7 +180,7 @@ the train run whose checkpoint a test-time run uses.
 
 The testbed (puzzles, minutes) is `TESTBED` in `src/trm/claims_spec.py`, to be set once measured: the
 `testbed` row checks that the default TRM lands in the middle (`trm claims --claims testbed --seeds 0` is a
-10-minute probe).
+10-minute probe; `--steps S` tries a budget of S optimizer steps, the minutes then only a cap).
 
 ## The verdict rule
 

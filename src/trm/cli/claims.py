@@ -18,6 +18,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2; a verdict needs 3)")
     p.add_argument("--minutes", type=float, default=None,
                    help="training minutes per run instead of the spec's (other runs: the budget is in the cache key)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimizer steps per train run at most instead of the spec's (with --minutes as the cap: a "
+                   "budget that is the same on every machine)")
     p.add_argument("--cache", default="runs/claims", help="where the runs and the testbed's dataset go (default "
                    "runs/claims); a finished run there is reused, a killed one resumed")
     p.add_argument("--out", default="docs/claims.md", help="the table to write; plots go to its folder's claims/")
@@ -47,6 +50,8 @@ def cmd_claims(args) -> int:
         raise UserError(f"--seeds takes distinct comma-separated integers >= 0 (e.g. 0,1,2), not '{args.seeds}'")
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be > 0, not {args.minutes:g}")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be >= 1, not {args.steps}")
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, not {args.jobs}")
     cache, out = Path(args.cache), Path(args.out)
@@ -56,7 +61,7 @@ def cmd_claims(args) -> int:
     for c in selected:
         if c not in run_now:
             print(f"{c.name}: waits for {c.waits_for} (name it in --claims to run it anyway)")
-    p = cl.plan(spec, cache, run_now, seeds, args.minutes)
+    p = cl.plan(spec, cache, run_now, seeds, args.minutes, args.steps)
     if args.dry_run:
         return _dry_run(spec, p, args.jobs)
     if not args.report:
@@ -72,7 +77,7 @@ def cmd_claims(args) -> int:
         print(f"runs: {len(outcome.ran)} run, {len(outcome.reused)} reused, {len(outcome.failed)} failed, "
               f"{len(outcome.skipped)} skipped (their checkpoint failed)")
     report_seeds = sorted({*spec.seeds, *seeds})
-    full = cl.plan(spec, cache, list(spec.claims), report_seeds, args.minutes)
+    full = cl.plan(spec, cache, list(spec.claims), report_seeds, args.minutes, args.steps)
     write_report(spec, full, report_seeds, out)
     print(f"wrote {out}")
     if not args.report and (outcome.failed or outcome.skipped):

@@ -304,6 +304,7 @@ def test_the_cpu_sudoku_presets_train_with_the_fast_recipe():
         p = get_preset(name)
         assert (p.train.optimizer, p.train.muon_lr, p.train.muon_weight_decay, p.model.glu) == \
             ("muon", 0.02, 0.005, "sigmoid_norm"), name
+        assert (p.train.lr_min_ratio, p.train.lr_decay_fraction) == (0.1, 0.3), name  # the end annealed (WSD)
     assert get_preset("sudoku6-cpu").model.glu == "swiglu" and get_preset("sudoku6-cpu").train.optimizer == "adamw"
     hard = get_preset("sudoku9-hard-cpu").data
     assert (hard["pools"], hard["train"], hard["test"]) == (["hard"], 1000, 1000)

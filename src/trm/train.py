@@ -129,21 +129,34 @@ class TrainConfig:
         check_choice("dtype", self.dtype, ("auto", "bf16", "fp32"))
 
 
+def _parse_stages(name: str, text: str, form: str, example: str, parse) -> list[tuple]:
+    """ "value@fraction,..." -> [(fraction, *parse(value))] sorted; the fractions in [0, 1) from 0 (one-line errors)."""
+    stages = []
+    for part in text.split(","):
+        try:
+            value, frac = part.split("@")
+            stages.append((float(frac), *parse(value)))
+        except ValueError:
+            raise ValueError(f"{name}: '{part}' is not {form}@fraction (e.g. {example})") from None
+    stages.sort()
+    if stages[0][0] != 0 or any(not 0 <= st[0] < 1 for st in stages):
+        raise ValueError(f"{name}: fractions in [0, 1), starting at 0")
+    return stages
+
+
+def _n_and_T(value: str) -> tuple[int, int]:
+    n, T = value.split(":")  # ValueError unless exactly one ":"
+    return int(n), int(T)
+
+
 def parse_depth_curriculum(text: str, model_cfg: ModelConfig) -> list[tuple[float, int, int]]:
     """ "n:T@fraction,..." -> [(fraction, n, T)] sorted, starting at fraction 0 (one-line errors)."""
     if not text.strip():
         return []
-    stages = []
-    for part in text.split(","):
-        try:
-            depth, frac = part.split("@")
-            n, T = (int(v) for v in depth.split(":"))
-            stages.append((float(frac), n, T))
-        except ValueError:
-            raise ValueError(f"depth_curriculum: '{part}' is not n:T@fraction (e.g. 2:1@0,4:2@0.5)") from None
-    stages.sort()
-    if stages[0][0] != 0 or any(not 0 <= f < 1 or n < 1 or T < 1 for f, n, T in stages):
-        raise ValueError("depth_curriculum: fractions in [0, 1) starting at 0, n and T >= 1")
+    stages = _parse_stages("depth_curriculum", text, "n:T", "2:1@0,4:2@0.5",
+                           _n_and_T)
+    if any(n < 1 or T < 1 for _, n, T in stages):
+        raise ValueError("depth_curriculum: n and T >= 1")
     if model_cfg.recursion == "multiz":
         raise ValueError("depth_curriculum: a multi-z model's n is its number of latents and cannot change")
     return stages
@@ -153,17 +166,9 @@ def parse_sup_curriculum(text: str, N_sup: int) -> list[tuple[float, int]]:
     """ "N@fraction,..." -> [(fraction, N)] sorted, starting at fraction 0, each N in 1..N_sup (one-line errors)."""
     if not text.strip():
         return []
-    stages = []
-    for part in text.split(","):
-        try:
-            steps, frac = part.split("@")
-            stages.append((float(frac), int(steps)))
-        except ValueError:
-            raise ValueError(f"N_sup_curriculum: '{part}' is not N@fraction (e.g. 4@0,16@0.6)") from None
-    stages.sort()
-    if stages[0][0] != 0 or any(not 0 <= f < 1 or not 1 <= N <= N_sup for f, N in stages):
-        raise ValueError(f"N_sup_curriculum: fractions in [0, 1) starting at 0, each N from 1 to the model's "
-                         f"N_sup ({N_sup})")
+    stages = _parse_stages("N_sup_curriculum", text, "N", "4@0,16@0.6", lambda v: (int(v),))
+    if any(not 1 <= N <= N_sup for _, N in stages):
+        raise ValueError(f"N_sup_curriculum: each N from 1 to the model's N_sup ({N_sup})")
     return stages
 
 

@@ -5,9 +5,10 @@ accuracy curve and the machine (CPU model, AVX-512 BF16 or not, matmul rates at 
     python benchmarks/time_to_accuracy.py --minutes 60 --arm old="sudoku9-cpu --stagger false" \\
         --arm new="sudoku9-cpu" --parallel                       # side by side, one core each
     python benchmarks/time_to_accuracy.py --minutes 30 --arm a="sudoku6-cpu" --arm b="sudoku6-cpu --lr 3e-3"
+    python benchmarks/time_to_accuracy.py --minutes 60 --threads 2 --arm goal="sudoku9-cpu --dtype auto"  # both cores
 
-An arm is NAME=PRESET [trm train flags]. Every arm gets --threads 1, --budget_clock train (the budget counts
-training steps, not the evaluations), --eval_minutes E and --eval_limit L on top of its own flags. With
+An arm is NAME=PRESET [trm train flags]. Every arm gets --threads T (default 1), --budget_clock train (the
+budget counts training steps, not the evaluations), --eval_minutes E and --eval_limit L on top of its own flags. With
 --parallel the arms run at the same time (one core each; give no more arms than cores), else one after
 the other. A finished arm (eval.json present) is reused; a killed one is resumed. The record (JSON and a
 plot) goes to --record.
@@ -79,6 +80,7 @@ def main() -> None:
     ap.add_argument("--eval-minutes", type=float, default=5.0, help="training minutes between evaluations")
     ap.add_argument("--eval-limit", type=int, default=1000, help="held-out puzzles per evaluation (default 1000)")
     ap.add_argument("--parallel", action="store_true", help="run the arms at the same time, one core each")
+    ap.add_argument("--threads", type=int, default=1, help="threads per arm (default 1; --parallel wants 1)")
     ap.add_argument("--out", default="runs/tta", help="where the runs go")
     ap.add_argument("--record", default="docs/results/tta", help="where the record goes")
     args = ap.parse_args()
@@ -88,6 +90,10 @@ def main() -> None:
         if not spec or not name.replace("-", "").replace("_", "").isalnum():
             sys.exit(f"time_to_accuracy.py: --arm wants NAME=PRESET [flags], not {a!r}")
         arms[name] = shlex.split(spec)
+    if args.threads < 1 or (args.parallel and args.threads * len(arms) > (os.cpu_count() or 1)):
+        sys.exit(f"time_to_accuracy.py: --threads {args.threads} x {len(arms)} arms does not fit "
+                 f"{os.cpu_count()} cores")
+    threads = str(args.threads)
     out, record = Path(args.out), Path(args.record)
     record.mkdir(parents=True, exist_ok=True)
     before = rates()
@@ -97,16 +103,16 @@ def main() -> None:
         if (run / "eval.json").is_file():
             continue
         if (run / "checkpoint").exists():
-            cmd = ["train", "--resume", str(run), "--threads", "1"]
+            cmd = ["train", "--resume", str(run), "--threads", threads]
         else:
             cmd = ["train", "--preset", spec[0], *spec[1:], "--time-budget", str(args.minutes), "--budget_clock",
                    "train", "--eval_minutes", str(args.eval_minutes), "--eval_limit", str(args.eval_limit),
-                   "--eval_every", "0", "--threads", "1", "--quiet", "--out", str(run)]
+                   "--eval_every", "0", "--threads", threads, "--quiet", "--out", str(run)]
         full = [sys.executable, "-m", "trm.cli", *cmd]
         print(f"[{time.strftime('%H:%M:%S')}] {name}: trm {' '.join(cmd)}", flush=True)
         out.mkdir(parents=True, exist_ok=True)
         with open(out / f"{name}.log", "a") as log:
-            p = subprocess.Popen(full, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            p = subprocess.Popen(full, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": threads})
         if args.parallel:
             procs[name] = p
         elif p.wait() != 0:
@@ -116,7 +122,8 @@ def main() -> None:
             sys.exit(f"arm {name} failed: see {out / (name + '.log')}")
     after = rates()
     result = {"machine": machine(), "matmul_before": before, "matmul_after": after, "minutes": args.minutes,
-              "eval_minutes": args.eval_minutes, "eval_limit": args.eval_limit, "parallel": args.parallel, "arms": {}}
+              "eval_minutes": args.eval_minutes, "eval_limit": args.eval_limit, "parallel": args.parallel,
+              "threads": args.threads, "arms": {}}
     for name, spec in arms.items():
         pts = curve(out / name)
         cfg = json.loads((out / name / "config.json").read_text())
@@ -128,7 +135,7 @@ def main() -> None:
     print(f"\n{m['cpu']} ({'AVX-512 BF16' if m['avx512_bf16'] else 'no AVX-512 BF16'}); 1-thread matmul "
           f"fp32 {before['fp32_1thread_gflops']} -> {after['fp32_1thread_gflops']} GFLOP/s, bf16 "
           f"{before['bf16_1thread_gflops']} -> {after['bf16_1thread_gflops']}; {args.minutes:g} training minutes "
-          f"per arm, {'side by side' if args.parallel else 'one after the other'}\n")
+          f"per arm on {args.threads} thread(s), {'side by side' if args.parallel else 'one after the other'}\n")
     print("| arm | recipe | " + " | ".join(f"to {int(t * 100)}%" for t in THRESHOLDS) + " | final exact | steps |")
     print("|---|---|" + "---|" * (len(THRESHOLDS) + 2))
     for name, a in result["arms"].items():
@@ -142,7 +149,7 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, a in result["arms"].items():
             ax.plot([p["train_min"] for p in a["curve"]], [100 * p["exact"] for p in a["curve"]], "o-", label=name)
-        ax.set_xlabel("training minutes (one core)")
+        ax.set_xlabel(f"training minutes ({args.threads} thread(s) an arm)")
         ax.set_ylabel("exact, held-out (%)")
         ax.legend()
         ax.grid(alpha=0.3)

@@ -2,6 +2,7 @@
 `trm models` lists them and `trm solve` without --checkpoint picks the one for the puzzle."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +47,8 @@ def test_ship_writes_weights_config_and_a_card_from_evaluations(cli, run4, shipp
     assert code == 0 and fresh["n"] == 3 and "from" not in fresh
     assert "solve" not in json.loads((shipped / "limited" / "card.json").read_text())
     assert card["command"].startswith("trm train --preset sudoku4-cpu")
+    # the card names the run as runs/NAME, not a path on the machine that trained it
+    assert f"--out runs/{Path(run).name}" in card["command"] and card["source_run"] == f"runs/{Path(run).name}"
     assert card["solve"]["default"]["n"] == 2 and card["ptrm"]["sampler"]["K"] == 2
     readme = (d / "README.md").read_text()
     assert f"| {ev['n']} | {100 * ev['exact_accuracy']:.1f}% |" in readme and card["command"] in readme

@@ -73,11 +73,17 @@ def pick(task: str, size: int, root: Path | None = None) -> Path:
     return max(found, key=lambda m: ((m["card"] or {}).get("held_out", {}).get("exact_accuracy", -1)))["path"]
 
 
+def _portable(path: str) -> str:
+    """A run's folder as the card shows it: `runs/NAME`, not a path on the machine that trained it."""
+    return f"runs/{Path(path).name}" if Path(path).is_absolute() else str(path)
+
+
 def _command(cfg: dict) -> str:
     """The training command as a user types it (`trm train ...`), from the argv the run recorded."""
     argv = list(cfg.get("command") or [])
     if argv and (argv[0].endswith(".py") or argv[0].endswith("trm")):  # a path to trm's __main__.py, or trm
         argv = argv[1:]
+    argv = [_portable(a) if i and argv[i - 1] == "--out" else a for i, a in enumerate(argv)]
     return "trm " + " ".join(argv) if argv else "(not recorded)"
 
 
@@ -140,7 +146,7 @@ def ship(run: str | os.PathLike, name: str, *, root: Path | None = None, data: s
     task = Task(kind, int(meta["size"]))
     split = ds["test"]
     t0 = time.perf_counter()
-    card = {"name": name, "task": kind, "size": task.size, "source_run": str(run),
+    card = {"name": name, "task": kind, "size": task.size, "source_run": _portable(str(run)),
             "params": count_parameters(model)["trainable"], "model": cfg["model"], "preset": cfg.get("preset"),
             "command": _command(cfg), "git_commit": cfg.get("git_commit"), "environment": cfg.get("environment"),
             "data": {"path": str(data), "meta": cfg.get("data_meta")}, "step": cfg.get("step")}

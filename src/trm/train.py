@@ -731,7 +731,7 @@ class Trainer:
     def final_eval(self, metrics_path: Path, tb=None) -> dict | None:
         """Every rank evaluates its share; the main process records the figures and returns them."""
         m = self._evaluate(self.eval_model(), desc="final eval", validity=validator(self.data.meta))
-        result = {"step": self.step, "train_s": round(self.train_seconds, 1),
+        result = {"step": self.step, "train_s": round(self.train_seconds, 3),
                   "weights": "ema" if self.ema_model is not None else "raw", **m}
         if self.ema_model is not None:  # short CPU runs: the raw weights can be ahead of a slow EMA
             raw = self._evaluate(self.model, desc="final eval (raw)")
@@ -747,7 +747,7 @@ class Trainer:
         m = self._evaluate(self.eval_model(), limit=self.cfg.eval_limit)
         if self.main:
             tqdm.write(f"step {self.step}: test {summary_line(m)}")
-            self._log(metrics_path, tb, {"step": self.step, "train_s": round(self.train_seconds, 1), "eval": m})
+            self._log(metrics_path, tb, {"step": self.step, "train_s": round(self.train_seconds, 3), "eval": m})
 
     def _log(self, path: Path, tb, record: dict) -> None:
         with open(path, "a") as f:

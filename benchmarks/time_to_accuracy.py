@@ -9,7 +9,7 @@ accuracy curve and the machine (CPU model, AVX-512 BF16 or not, matmul rates at 
 
 An arm is NAME=PRESET [trm train flags]. Every arm gets --threads T (default 1), --budget_clock train (the
 budget counts training steps, not the evaluations), --eval_minutes E and --eval_limit L on top of its own flags. With
---parallel the arms run at the same time (one core each; give no more arms than cores), else one after
+--parallel the arms run at the same time (arms x T threads must fit the cores), else one after
 the other. A finished arm (eval.json present) is reused; a killed one is resumed. The record (JSON and a
 plot) goes to --record.
 """
@@ -79,8 +79,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0, help="training minutes per arm (default 60)")
     ap.add_argument("--eval-minutes", type=float, default=5.0, help="training minutes between evaluations")
     ap.add_argument("--eval-limit", type=int, default=1000, help="held-out puzzles per evaluation (default 1000)")
-    ap.add_argument("--parallel", action="store_true", help="run the arms at the same time, one core each")
-    ap.add_argument("--threads", type=int, default=1, help="threads per arm (default 1; --parallel wants 1)")
+    ap.add_argument("--parallel", action="store_true", help="run the arms at the same time")
+    ap.add_argument("--threads", type=int, default=1, help="threads per arm (default 1); with --parallel, arms x threads must fit the cores")
     ap.add_argument("--out", default="runs/tta", help="where the runs go")
     ap.add_argument("--record", default="docs/results/tta", help="where the record goes")
     args = ap.parse_args()

@@ -83,7 +83,8 @@ def _command(cfg: dict) -> str:
     argv = list(cfg.get("command") or [])
     if argv and (argv[0].endswith(".py") or argv[0].endswith("trm")):  # a path to trm's __main__.py, or trm
         argv = argv[1:]
-    argv = [_portable(a) if i and argv[i - 1] == "--out" else a for i, a in enumerate(argv)]
+    argv = [_portable(a) if i and argv[i - 1] == "--out" else
+            "--out=" + _portable(a[6:]) if a.startswith("--out=") else a for i, a in enumerate(argv)]
     return "trm " + " ".join(argv) if argv else "(not recorded)"
 
 

@@ -85,3 +85,15 @@ def test_ship_refuses_bad_requests(cli, run4, shipped, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     code, _, err = cli("models", "--dir", tmp_path / "empty")
     assert code == 2 and "no shipped models" in err
+
+
+def test_the_repos_model_cards_are_generated_from_their_card_json():
+    # a card is data first: README.md is render_card(card.json), and its first line names the ship command
+    from trm.shipped import render_card
+    folders = sorted(p.parent for p in (Path(__file__).parent.parent / "models").glob("*/card.json"))
+    assert {f.name for f in folders} >= {"sudoku4", "sudoku6", "sudoku9", "maze15"}
+    for f in folders:
+        card = json.loads((f / "card.json").read_text())
+        readme = (f / "README.md").read_text()
+        assert readme == render_card(card), f"{f}/README.md differs from its card.json: run trm models card {f.name}"
+        assert ("--hard " in readme.splitlines()[2]) == ("hard" in card)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,11 @@ def test_the_report_has_one_row_per_claim_with_its_command_and_a_verdict(swept, 
     assert "`trm train --preset sudoku4-cpu --d 16" in text and "--ema 0 --data DATA --seed 0" in text
     assert "`trm eval --checkpoint CKPT --data DATA --json" in text
     assert "smoke CPU" in text and "0123abc" in text and "2 SE" in text
+    # a step budget is what decides (the minutes only cap it): the testbed's text and each row's budget say so
+    assert "Every training run: 4 optimizer steps" in text and "4 steps (<= 0.5 min) x 4 train runs" in rows[0]
+    unbounded = replace(SMOKE, testbed=replace(TESTBED, steps=cl.STEPS_UNBOUNDED))
+    text = write_report(unbounded, plan(unbounded, cache, list(SMOKE.claims), [0, 1]), [0, 1], out).read_text()
+    assert "Every training run: 0.5 minutes of training time" in text and "| 0.5 min x 4 train runs" in text
 
 
 def test_claims_selects_a_subset_and_reuses_the_cache(swept, cli, monkeypatch, tmp_path):

@@ -30,6 +30,7 @@ Kind = Literal["train", "eval", "sweep", "analyze"]
 KINDS = ("train", "eval", "sweep", "analyze")
 Z = 2.0          # a difference counts when it is beyond Z combined standard errors
 MIN_SEEDS = 3    # fewer seeds: inconclusive, whatever the numbers
+STEPS_UNBOUNDED = 100_000  # a testbed's steps at this or more: more than fit, so its minutes decide
 TRAIN_OVERHEAD_MIN = 1.0  # CPU minutes a train run spends outside its budget (start, checkpoints, the final
                           # evaluation of the EMA and the raw weights): for --dry-run's estimate only
 
@@ -45,7 +46,8 @@ class Testbed:
     test_puzzles: int = 1000        # held-out puzzles the final evaluation scores
     data_seed: int = 0
     minutes: float = 10.0           # training minutes per run (train clock, one thread); a claim may set its own
-    steps: int = 100_000            # optimizer steps at most: more than fit, so the minutes decide
+    steps: int = STEPS_UNBOUNDED    # optimizer steps at most; below STEPS_UNBOUNDED they decide, minutes cap
+    step_seconds: float = 1.1       # a train step's seconds, for --dry-run's estimate of a step budget only
     flags: tuple[str, ...] = ("--eval_every", "0")  # on every train run, before the arm's own flags
 
     def data_argv(self, out: Path) -> list[str]:
@@ -305,6 +307,7 @@ class Plan:
     runs: dict[str, Run]                       # by key, train runs first
     of: dict[tuple[str, str, int], Run]        # (claim, arm, seed) -> run
     budgets: dict[str, float]                  # claim -> training minutes per run
+    steps: int = STEPS_UNBOUNDED               # optimizer steps per train run at most (the testbed's or --steps)
 
 
 def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes: float | None = None,
@@ -330,7 +333,8 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
                     argv = ["train", "--preset", preset, *tb.flags, *a.flags, "--data", str(data), "--seed", str(s),
                             "--steps", str(tb.steps), "--time-budget", f"{budget:g}", "--budget_clock", "train",
                             "--threads", "1", "--quiet", "--out", str(d)]
-                    run = Run(key, "train", d, argv, ident, budget + TRAIN_OVERHEAD_MIN)
+                    est = budget if tb.steps >= STEPS_UNBOUNDED else min(budget, tb.steps * tb.step_seconds / 60)
+                    run = Run(key, "train", d, argv, ident, est + TRAIN_OVERHEAD_MIN)
                 else:
                     parent = of[(c.name, a.on, s)]
                     ident = {"kind": a.kind, "flags": list(a.flags), "on": parent.key}
@@ -346,7 +350,7 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
                 run.labels.append(f"{c.name}/{a.name} seed {s}")
                 of[(c.name, a.name, s)] = run
     ordered = dict(sorted(runs.items(), key=lambda kv: kv[1].kind != "train"))
-    return Plan(data, ordered, of, budgets)
+    return Plan(data, ordered, of, budgets, tb.steps)
 
 
 def resume_argv(run: Run) -> list[str]:

@@ -6,10 +6,20 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .atomic import atomic_file, atomic_write_bytes
-from .claims import MIN_SEEDS, Z, ArmResult, Claim, Plan, Run, Spec, Stats, aggregate, verdict
+from .claims import MIN_SEEDS, STEPS_UNBOUNDED, Z, ArmResult, Claim, Plan, Run, Spec, Stats, aggregate, verdict
+
+
+def budget_text(tb) -> str:
+    """The training budget of every run, in words: optimizer steps when they decide, else minutes."""
+    if tb.steps < STEPS_UNBOUNDED:  # a step budget is one testbed on every machine; minutes only cap it
+        return (f"{tb.steps} optimizer steps (the lr schedule fitted to them), at most {tb.minutes:g} minutes of "
+                f"training time (`--budget_clock train`: evaluations and checkpoints not counted)")
+    return (f"{tb.minutes:g} minutes of training time (`--budget_clock train`: evaluations and checkpoints not "
+            f"counted; the lr schedule is fitted to the steps that fit, so their number depends on the machine)")
 
 
 def _pm(s: Stats) -> str:
@@ -25,7 +35,7 @@ def _cmd(argv: list[str]) -> str:
 def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
     """docs/claims.md (atomically) and its plots in docs/claims/, from what the cache holds for every claim of
     `p` (plan them all, not only those run now)."""
-    tb = spec.testbed
+    tb = replace(spec.testbed, steps=p.steps)  # --steps, where given, is the budget the runs had
     rows, sections, plots = [], [], []
     machines, commits = {}, set()
     for c in spec.claims:
@@ -38,7 +48,8 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
         keys = {p.of[(c.name, a.name, s)].key: a.kind for a in c.arms for s in seeds}
         n_train = sum(k == "train" for k in keys.values())
         n_other = len(keys) - n_train
-        cost = f"{budget:g} min x {n_train} train runs" + (f" + {n_other} on their checkpoints" if n_other else "")
+        per_run = f"{p.steps} steps (<= {budget:g} min)" if p.steps < STEPS_UNBOUNDED else f"{budget:g} min"
+        cost = f"{per_run} x {n_train} train runs" + (f" + {n_other} on their checkpoints" if n_other else "")
         rows.append(f"| {c.name} | {c.source} | {c.paper_figure} | {ours} | {n} | **{v}** | {cost} | "
                     f"`trm claims --claims {c.name}` |")
         lines = [f"### {c.name}", "", c.statement, "",
@@ -62,7 +73,7 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
     text = _TEMPLATE.format(
         date=time.strftime("%Y-%m-%d"),
         preset=tb.preset, size=tb.size, train=tb.train_puzzles, test=tb.test_puzzles, seed=tb.data_seed,
-        minutes=f"{tb.minutes:g}", steps=tb.steps, flags=" ".join(tb.flags) or "none",
+        budget=budget_text(tb), flags=" ".join(tb.flags) or "none",
         data_cmd=_cmd(tb.data_argv(Path("DATA"))), data=p.data, seeds=", ".join(map(str, seeds)), z=f"{Z:g}",
         min_seeds=MIN_SEEDS, commits=", ".join(sorted(commits)) or "none yet",
         machines="\n".join(f"- {_machine_line(m)}" for m in machines.values()) or "- none yet (no run recorded)",
@@ -171,16 +182,14 @@ Preset `{preset}` on {size}x{size} minimal Sudoku: {train} generated training pu
 
     {data_cmd}
 
-Every training run: {minutes} minutes of training time (`--budget_clock train`: evaluations and checkpoints
-not counted; the lr schedule is fitted to the steps that fit), at most {steps} steps, one thread, flags
-`{flags}`, then the final evaluation of the EMA weights on every test puzzle. Seeds: {seeds}. A budget in
-minutes makes the step count depend on the machine: each arm's steps are listed below, and the machine of
-every run is recorded. In the commands below DATA is the dataset, RUN the run's folder in the cache and CKPT
+Every training run: {budget}, one thread, flags `{flags}`, then the final evaluation of the EMA weights on every
+test puzzle. Seeds: {seeds}. Each arm's steps are listed below, and the machine of every run is recorded.
+In the commands below DATA is the dataset, RUN the run's folder in the cache and CKPT
 the train run whose checkpoint a test-time run uses.
 
-The testbed (puzzles, minutes) is `TESTBED` in `src/trm/claims_spec.py`, to be set once measured: the
-`testbed` row checks that the default TRM lands in the middle (`trm claims --claims testbed --seeds 0` is a
-10-minute probe; `--steps S` tries a budget of S optimizer steps, the minutes then only a cap).
+The testbed (puzzles, budget) is `TESTBED` in `src/trm/claims_spec.py`, where its calibration is noted: the
+`testbed` row checks that the default TRM lands in the middle (`trm claims --claims testbed --seeds 0,1,2`;
+`--steps S` tries a budget of S optimizer steps, `--minutes M` another cap).
 
 ## The verdict rule
 

@@ -17,7 +17,8 @@ def add_parsers(sub) -> None:
                    "them); a claim waiting for flags runs only when named")
     p.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2; a verdict needs 3)")
     p.add_argument("--minutes", type=float, default=None,
-                   help="training minutes per run instead of the spec's (other runs: the budget is in the cache key)")
+                   help="training minutes per run instead of the spec's: the budget, or its cap where steps decide (other "
+                   "runs: the budget is in the cache key)")
     p.add_argument("--steps", type=int, default=None,
                    help="optimizer steps per train run at most instead of the spec's (with --minutes as the cap: a "
                    "budget that is the same on every machine)")

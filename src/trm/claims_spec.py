@@ -20,12 +20,13 @@ from .claims import Arm, Claim, Close, Curve, Higher, Lower, Metric, Range, Spec
 # minutes is not one testbed across machines. So a budget in steps, set where the curve is in the middle.
 # Calibrated 2026-12-02 (one AVX2 core, fp32; the EMA on 300 test puzzles every 50 steps, seeds 0/1/2; records in
 # docs/results/claims-testbed): 0-2% at step 250, 9-20% at 300, 47/60/53% at 350, 71/80/85% at 400, 86% at 450
-# (seed 0). At 350 steps (about 6 minutes on one AVX2 core) the mean is 53%, the spread 7 points. The testbed
+# (seed 0). At 350 steps (about 6-8 minutes on one AVX2 core: 1.05-1.4 s a step) the mean is 53%, the spread 7 points. The testbed
 # so measures where a variant stands in the steep rise of learning after a fixed number of steps, not the
 # converged accuracy of the paper's table: a variant that learns more slowly per step scores lower here.
-# The minutes only cap a run (30: room for variants that cost twice the default's 1.05 s a step on one AVX2 core).
+# The minutes only cap a run (30: room for variants that cost twice the default's 1.4 s a step on one AVX2 core, as
+# `trm claims --claims testbed` seed 0 measured: 485.8 s for its 350 steps).
 TESTBED = Testbed(preset="sudoku6-cpu", size=6, train_puzzles=300, test_puzzles=1000, minutes=30.0, steps=350,
-                  step_seconds=1.05)
+                  step_seconds=1.4)
 
 EXACT = Metric("exact accuracy on the held-out puzzles; EMA weights where EMA is on", path("exact_accuracy"))
 BEST_Q = Metric("best-Q@K exact accuracy (the rollout with the highest final q_halt)", path("scores", -1, "best-q@K"))

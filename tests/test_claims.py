@@ -95,6 +95,30 @@ def test_killed_runs_are_resumed_not_restarted_two_at_a_time_in_subprocesses(swe
         assert "--resume" in json.loads((run.dir / "config.json").read_text())["command"]
 
 
+def test_the_store_carries_finished_runs_to_a_new_machine_and_retrains_only_what_a_missing_run_needs(swept, tmp_path):
+    cache, p, _ = swept
+    store = tmp_path / "results"
+    synced = execute(plan(SMOKE, cache, list(SMOKE.claims[:2]), [0, 1], store=store), provenance=PROVENANCE,
+                     log=lambda *a: None)
+    assert synced.ran == [] and len(list(store.glob("*.json"))) == 6  # runs made before the store: copied into it
+    fresh = plan(SMOKE, tmp_path / "empty-cache", list(SMOKE.claims[:2]), [0, 1], store=store)
+    assert cl.pending(fresh) == []  # a new machine: nothing to run
+    for claim in SMOKE.claims[:2]:
+        assert aggregate(claim, fresh, [0, 1]).keys() == aggregate(claim, p, [0, 1]).keys()
+        for arm, r in aggregate(claim, fresh, [0, 1]).items():
+            assert r.stats.values == aggregate(claim, p, [0, 1])[arm].stats.values
+    assert fresh.of[("ema", "base", 0)].record()["machine"]["cpu"] == "smoke CPU"
+    noisy = fresh.of[("sampled", "noisy", 1)]
+    noisy.stored_path.unlink()  # a run on a checkpoint that this machine does not have: train it again first
+    base = noisy.parent
+    assert [[r.key for r in u] for u in cl.pending(fresh)] == [[base.key, noisy.key]]
+    build_data(SMOKE, fresh.data, workers=1)
+    again = execute(fresh, launch=in_process, provenance=PROVENANCE, log=lambda *a: None)
+    assert [r.key for r in again.ran] == [base.key, noisy.key] and not again.failed and len(again.reused) == 4
+    assert base.has_checkpoint() and noisy.stored_path.is_file() and cl.pending(fresh) == []
+    assert json.loads(noisy.stored_path.read_text())["record"]["command"][:2] == ["trm", "eval"]
+
+
 def test_resume_gives_a_run_the_training_time_it_has_left(tmp_path, monkeypatch):
     import trm.checkpoint as ck
     run = plan(SMOKE, tmp_path, [SMOKE.claims[0]], [0]).of[("ema", "base", 0)]

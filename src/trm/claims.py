@@ -6,6 +6,12 @@ A run is one arm at one seed: a `trm train` (the budget counts training time onl
 a hash of what decides its result (the arm's preset and flags, the seed, the testbed, the budget; not the
 commit, so a new commit reuses old runs: each run records its own commit). A finished run is reused, a killed
 `trm train` resumed from its checkpoint with the training time it has left. trm.claims_report writes the table.
+
+Each finished run's result and record (command, machine, commit) are also kept in a store meant for git
+(docs/claims/results, one small JSON a run): a checkout on a new machine, whose cache is empty, reuses them and
+reruns only what is missing, so the table can be built over several sessions. A run is done when either holds
+its result; a stored training run whose checkpoint is not here is trained again only if a run on its
+checkpoint is still to do.
 """
 
 from __future__ import annotations
@@ -271,6 +277,7 @@ class Run:
     minutes: float                    # CPU minutes, roughly
     parent: Run | None = None
     labels: list[str] = field(default_factory=list)  # claim/arm seed S, for every claim that uses it
+    store: Path | None = None         # where its result and record are kept for git (None: the cache only)
 
     @property
     def result_path(self) -> Path:
@@ -287,14 +294,42 @@ class Run:
     def log_path(self) -> Path:
         return self.dir.parent / f"{self.dir.name}.log"
 
+    @property
+    def stored_path(self) -> Path | None:
+        return None if self.store is None else self.store / f"{self.dir.name}.json"
+
     def done(self) -> bool:
-        return self.result_path.is_file()
+        return self.result_path.is_file() or (self.stored_path is not None and self.stored_path.is_file())
+
+    def has_checkpoint(self) -> bool:
+        return (self.dir / "checkpoint").exists()
+
+    def _stored(self) -> dict:
+        return (_read_json(self.stored_path) or {}) if self.stored_path is not None else {}
 
     def result(self) -> dict | None:
-        try:
-            return json.loads(self.result_path.read_text())
-        except (OSError, ValueError):
-            return None
+        """This machine's result, else the stored one."""
+        return _read_json(self.result_path) or self._stored().get("result")
+
+    def record(self) -> dict:
+        """What traces the result result() gives: the record beside the run folder, else the stored one."""
+        if self.result_path.is_file():
+            return _read_json(self.record_path) or {}
+        return self._stored().get("record") or {}
+
+    def save(self) -> None:
+        """Keep the result and its record in the store (atomically), when there is one."""
+        r = _read_json(self.result_path)
+        if self.stored_path is not None and r is not None:
+            self.store.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.stored_path, {"record": _read_json(self.record_path) or {}, "result": r})
+
+
+def _read_json(p: Path) -> dict | None:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _key(ident: dict) -> str:
@@ -311,9 +346,10 @@ class Plan:
 
 
 def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes: float | None = None,
-         steps: int | None = None) -> Plan:
-    """Every run the claims need at these seeds (shared runs once), with their folders under cache/runs;
-    `minutes` and `steps` replace the spec's budget (the testbed's calibration)."""
+         steps: int | None = None, store: Path | None = None) -> Plan:
+    """Every run the claims need at these seeds (shared runs once), with their folders under cache/runs and
+    their results also kept in `store`; `minutes` and `steps` replace the spec's budget (the testbed's
+    calibration)."""
     tb = spec.testbed if steps is None else replace(spec.testbed, steps=steps)
     data_ident = {"size": tb.size, "train": tb.train_puzzles, "test": tb.test_puzzles, "seed": tb.data_seed}
     data = cache / "data" / f"sudoku{tb.size}-{tb.train_puzzles}-{_key(data_ident)[:8]}"
@@ -346,6 +382,7 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
                             "analyze": ["analyze", *common, "--out", str(d / "report"), "--overwrite", "--quiet",
                                         *a.flags]}[a.kind]
                     run = Run(key, a.kind, d, argv, ident, a.minutes, parent)
+                run.store = store
                 run = runs.setdefault(key, run)
                 run.labels.append(f"{c.name}/{a.name} seed {s}")
                 of[(c.name, a.name, s)] = run
@@ -396,32 +433,51 @@ def subprocess_launch(prefix: list[str] | None = None) -> Launch:
     return launch
 
 
+def pending(p: Plan) -> list[list[Run]]:
+    """What is still to run, in units: a training run (when not done, or stored but with runs on its checkpoint
+    still to do and no checkpoint here) and the unfinished runs on its checkpoint."""
+    units = []
+    for train in (r for r in p.runs.values() if r.kind == "train"):
+        todo = [r for r in p.runs.values() if r.parent is train and not r.done()]
+        retrain = not train.done() or (todo and not train.has_checkpoint())
+        if retrain or todo:
+            units.append(([train] if retrain else []) + todo)
+    return units
+
+
 def execute(p: Plan, *, jobs: int = 1, launch: Launch | None = None, provenance: dict | None = None,
             log=print) -> Outcome:
-    """Run what is not finished, `jobs` at a time (each on one thread): the train runs, then the runs on
-    their checkpoints. A failed run is reported and the others go on. `provenance` (the machine, commit and
-    environment of this invocation) goes into RUN.claims_run.json beside each run folder; `launch` starts a
-    trm command (default: a subprocess)."""
+    """Run what is not finished, `jobs` at a time (each on one thread). The unit of work is a training run
+    and the runs on its checkpoint, one after the other, so that every finished unit is complete in the store
+    (a session that ends mid-table loses only the units in flight); the longest units go first. A failed run
+    is reported and the others go on. `provenance` (the machine, commit and environment of this invocation)
+    goes into RUN.claims_run.json beside each run folder; `launch` starts a trm command (default: a subprocess)."""
     launch = launch or subprocess_launch()
     out = Outcome()
-    for phase in ("train", "test"):
-        todo = []
-        for run in p.runs.values():
-            if (run.kind == "train") != (phase == "train"):
-                continue
-            if run.done():
-                out.reused.append(run)
-            elif run.parent is not None and not run.parent.done():
-                out.skipped.append(run)
+    for run in p.runs.values():  # runs finished before the store existed: into it
+        if run.result_path.is_file() and run.stored_path is not None and not run.stored_path.is_file():
+            run.save()
+    units = pending(p)
+    todo = {r.key for u in units for r in u}
+    out.reused += [r for r in p.runs.values() if r.key not in todo]
+    units.sort(key=lambda u: -sum(r.minutes for r in u))
+
+    def run_unit(unit: list[Run]) -> list[tuple[Run, bool | None]]:
+        done = []
+        for run in unit:
+            if run.parent is not None and not (run.parent.result_path.is_file() and run.parent.has_checkpoint()):
+                done.append((run, None))  # its checkpoint failed
             else:
-                todo.append(run)
-        if jobs > 1:
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                oks = list(pool.map(lambda r: _run_one(r, launch, provenance, log), todo))
-        else:
-            oks = [_run_one(r, launch, provenance, log) for r in todo]
-        for run, ok in zip(todo, oks):
-            (out.ran if ok else out.failed).append(run)
+                done.append((run, _run_one(run, launch, provenance, log)))
+        return done
+
+    if jobs > 1:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(run_unit, units))
+    else:
+        results = [run_unit(u) for u in units]
+    for run, ok in (x for u in results for x in u):
+        (out.skipped if ok is None else out.ran if ok else out.failed).append(run)
     return out
 
 
@@ -450,9 +506,11 @@ def _run_one(run: Run, launch: Launch, provenance: dict | None, log) -> bool:
             atomic_write_json(run.result_path, json.loads(stdout.read_text().strip().splitlines()[-1]))
         except (OSError, ValueError, IndexError):
             ok = False
-    ok = ok and run.done()
+    ok = ok and run.result_path.is_file()
     record.update(returncode=code, seconds=round(time.monotonic() - t0, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     atomic_write_json(run.record_path, record)
+    if ok:
+        run.save()
     if not ok:
         log(f"  failed (exit {code}): see {logfile}")
     return ok

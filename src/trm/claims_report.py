@@ -59,7 +59,7 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
         for name, r in arms.items():
             lines.append(_arm_row(name, r, p, p.of.get((c.name, name, seeds[0]))))
             for run in r.runs:
-                rec = _read_json(run.record_path) or {}
+                rec = run.record()
                 if rec.get("machine"):
                     machines[rec["machine"].get("cpu", "?")] = rec["machine"]
                 commits.add(rec.get("git_commit") or "unknown")
@@ -168,8 +168,11 @@ the runs in its cache; do not edit by hand. The claims, their arms and their rul
 
 Regenerate everything with `trm claims` (hours of CPU: `trm claims --dry-run` lists the runs and their cost,
 `--jobs N` runs N at a time, one core each), one row with the command in its last column. Runs are cached
-(`--cache`, default `runs/claims`): a killed sweep resumes where it stopped, finished runs are reused.
-`trm claims --report` rewrites this file from the cache without running anything.
+(`--cache`, default `runs/claims`): a killed sweep resumes where it stopped, finished runs are reused. Each
+finished run's result and record (command, machine, commit) are also kept in git, in `claims/results/` beside
+this file (`--store`), so a checkout on another machine reuses them and runs only what is missing; a row may
+so gather runs from several machines, all listed below (the budget is in optimizer steps: the same testbed on
+each). `trm claims --report` rewrites this file from the cache and the store without running anything.
 
 Why a command and not a script in benchmarks/: the table is the evidence behind what the README says trm
 reproduces, so anyone who installs trm should be able to rerun a row and check it, with the same caching and

@@ -25,6 +25,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--cache", default="runs/claims", help="where the runs and the testbed's dataset go (default "
                    "runs/claims); a finished run there is reused, a killed one resumed")
     p.add_argument("--out", default="docs/claims.md", help="the table to write; plots go to its folder's claims/")
+    p.add_argument("--store", default=None, help="where each finished run's result and record are kept for git "
+                   "(default: claims/results beside --out); runs found there are reused, so the table can be built "
+                   "over several sessions on new machines; 'none': the cache only")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each (at most the free cores)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--dry-run", action="store_true", help="print the runs it would start and their CPU minutes")
@@ -62,11 +65,14 @@ def cmd_claims(args) -> int:
     for c in selected:
         if c not in run_now:
             print(f"{c.name}: waits for {c.waits_for} (name it in --claims to run it anyway)")
-    p = cl.plan(spec, cache, run_now, seeds, args.minutes, args.steps)
+    store = None if args.store == "none" else Path(args.store) if args.store else out.parent / "claims" / "results"
+    if store is not None and store.exists() and not store.is_dir():
+        raise UserError(f"--store {store} is a file, not a folder")
+    p = cl.plan(spec, cache, run_now, seeds, args.minutes, args.steps, store)
     if args.dry_run:
         return _dry_run(spec, p, args.jobs)
     if not args.report:
-        todo = [r for r in p.runs.values() if not r.done()]
+        todo = [r for u in cl.pending(p) for r in u]
         if todo:
             if not (p.data / "meta.json").is_file():
                 print(f"building the testbed's dataset in {p.data} ...")
@@ -78,7 +84,7 @@ def cmd_claims(args) -> int:
         print(f"runs: {len(outcome.ran)} run, {len(outcome.reused)} reused, {len(outcome.failed)} failed, "
               f"{len(outcome.skipped)} skipped (their checkpoint failed)")
     report_seeds = sorted({*spec.seeds, *seeds})
-    full = cl.plan(spec, cache, list(spec.claims), report_seeds, args.minutes, args.steps)
+    full = cl.plan(spec, cache, list(spec.claims), report_seeds, args.minutes, args.steps, store)
     write_report(spec, full, report_seeds, out)
     print(f"wrote {out}")
     if not args.report and (outcome.failed or outcome.skipped):
@@ -94,12 +100,13 @@ def _dry_run(spec, p: cl.Plan, jobs: int) -> int:
     if not (p.data / "meta.json").is_file():
         print(f"dataset: trm {' '.join(spec.testbed.data_argv(p.data))}")
     minutes, n = 0.0, 0
+    todo = {r.key for u in cl.pending(p) for r in u}
     for run in p.runs.values():
-        if run.done():
+        if run.key not in todo:
             print(f"cached  {run.labels[0]}")
             continue
         argv = cl.next_argv(run)
-        state = "resume" if argv[:2] == ["train", "--resume"] else "new"
+        state = "resume" if argv[:2] == ["train", "--resume"] else "retrain" if run.done() else "new"
         print(f"{state:7s} {run.labels[0]}" + (f" (+{len(run.labels) - 1} more)" if len(run.labels) > 1 else "")
               + f": trm {' '.join(argv)}")
         minutes += run.minutes

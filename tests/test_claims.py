@@ -190,6 +190,11 @@ def test_claims_selects_a_subset_and_reuses_the_cache(swept, cli, monkeypatch, t
     code, out, err = cli("claims", "--claims", "sampled", "--cache", cache, "--out", tmp_path / "claims.md")
     assert code == 0, err
     assert "runs: 0 run, 4 reused, 0 failed" in out and (tmp_path / "claims.md").is_file()
+    assert len(list((tmp_path / "claims" / "results").glob("*.json"))) == 4  # the store beside --out, for git
+    code, out, err = cli("claims", "--claims", "sampled", "--cache", cache, "--out", tmp_path / "b" / "claims.md",
+                         "--store", "none")
+    assert code == 0, err
+    assert not (tmp_path / "b" / "claims").exists()
     code, out, _ = cli("claims", "--claims", "ema,later", "--seeds", "5", "--cache", cache, "--dry-run")
     assert code == 0
     assert "later: waits" not in out  # named: it runs

@@ -445,6 +445,13 @@ def pending(p: Plan) -> list[list[Run]]:
     return units
 
 
+def store_finished(p: Plan) -> None:
+    """Runs finished in the cache but not in the store (made before it existed): into it."""
+    for run in p.runs.values():
+        if run.result_path.is_file() and run.stored_path is not None and not run.stored_path.is_file():
+            run.save()
+
+
 def execute(p: Plan, *, jobs: int = 1, launch: Launch | None = None, provenance: dict | None = None,
             log=print) -> Outcome:
     """Run what is not finished, `jobs` at a time (each on one thread). The unit of work is a training run
@@ -454,9 +461,7 @@ def execute(p: Plan, *, jobs: int = 1, launch: Launch | None = None, provenance:
     goes into RUN.claims_run.json beside each run folder; `launch` starts a trm command (default: a subprocess)."""
     launch = launch or subprocess_launch()
     out = Outcome()
-    for run in p.runs.values():  # runs finished before the store existed: into it
-        if run.result_path.is_file() and run.stored_path is not None and not run.stored_path.is_file():
-            run.save()
+    store_finished(p)
     units = pending(p)
     todo = {r.key for u in units for r in u}
     out.reused += [r for r in p.runs.values() if r.key not in todo]

@@ -72,6 +72,7 @@ def cmd_claims(args) -> int:
     if args.dry_run:
         return _dry_run(spec, p, args.jobs)
     if not args.report:
+        cl.store_finished(p)
         todo = [r for u in cl.pending(p) for r in u]
         if todo:
             if not (p.data / "meta.json").is_file():

@@ -262,3 +262,15 @@ def test_a_sweep_claim_reads_its_points_and_plots_its_curve(tmp_path):
     assert "width 80.2 ± 0.2% vs depth 54.1 ± 0.1%" in row and "**holds**" in row
     assert (tmp_path / "docs" / "claims" / "width-beats-depth.png").stat().st_size > 1000
     assert "](claims/width-beats-depth.png)" in out.read_text()
+
+
+def test_a_changed_preset_is_a_new_run(tmp_path, monkeypatch):
+    """The key holds what the preset resolves to: after a preset changes, its old runs are not reused."""
+    from trm import presets
+    before = plan(SMOKE, tmp_path, [SMOKE.claims[0]], [0]).of[("ema", "base", 0)].key
+    p = presets.PRESETS["sudoku4-cpu"]
+    monkeypatch.setitem(presets.PRESETS, "sudoku4-cpu", replace(p, train=replace(p.train, lr=p.train.lr * 2)))
+    after = plan(SMOKE, tmp_path, [SMOKE.claims[0]], [0]).of[("ema", "base", 0)].key
+    assert after != before
+    monkeypatch.setitem(presets.PRESETS, "sudoku4-cpu", p)
+    assert plan(SMOKE, tmp_path, [SMOKE.claims[0]], [0]).of[("ema", "base", 0)].key == before

@@ -3,8 +3,8 @@ and the verdicts written up as docs/claims.md (`trm claims`; what is claimed liv
 
 A run is one arm at one seed: a `trm train` (the budget counts training time only, one thread), or a
 `trm eval`/`trm sweep`/`trm analyze` on the checkpoint of a train arm at the same seed. Its folder is named by
-a hash of what decides its result (the arm's preset and flags, the seed, the testbed, the budget; not the
-commit, so a new commit reuses old runs: each run records its own commit). A finished run is reused, a killed
+a hash of what decides its result (the arm's preset, what it resolves to, and flags, the seed, the testbed, the
+budget; not the commit, so a new commit reuses old runs: each run records its own commit). A finished run is reused, a killed
 `trm train` resumed from its checkpoint with the training time it has left. trm.claims_report writes the table.
 
 Each finished run's result and record (command, machine, commit) are also kept in a store meant for git
@@ -336,6 +336,16 @@ def _key(ident: dict) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def preset_fingerprint(name: str) -> str:
+    """A hash of what a preset resolves to (model, training and data configs): a run keyed by the preset's name
+    alone would be reused after the preset changed."""
+    from dataclasses import asdict
+
+    from .presets import get_preset
+    p = get_preset(name)
+    return _key({"model": asdict(p.model), "train": asdict(p.train), "data": p.data})
+
+
 @dataclass
 class Plan:
     data: Path
@@ -362,7 +372,8 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
             for s in seeds:
                 if a.kind == "train":
                     preset = a.preset or tb.preset
-                    ident = {"kind": "train", "preset": preset, "flags": [*tb.flags, *a.flags], "seed": s,
+                    ident = {"kind": "train", "preset": preset, "config": preset_fingerprint(preset),
+                             "flags": [*tb.flags, *a.flags], "seed": s,
                              "data": data.name, "steps": tb.steps, "minutes": budget}
                     key = _key(ident)
                     d = cache / "runs" / f"train-{key}"

@@ -274,3 +274,50 @@ def test_a_changed_preset_is_a_new_run(tmp_path, monkeypatch):
     assert after != before
     monkeypatch.setitem(presets.PRESETS, "sudoku4-cpu", p)
     assert plan(SMOKE, tmp_path, [SMOKE.claims[0]], [0]).of[("ema", "base", 0)].key == before
+
+
+def test_a_fixed_checkpoint_is_sampled_at_each_seed_and_a_missing_one_waits(swept, tmp_path, monkeypatch):
+    """Checkpoint arms (PTRM on a 9x9 checkpoint the claims did not train): an eval per noise seed on a
+    preset's dataset, built when missing; arms with the same flags share a run; a missing checkpoint is a
+    'waiting' verdict, not a failure."""
+    from trm import presets
+    cache, p, _ = swept
+    ckpt = p.of[("ema", "base", 0)].dir
+    small = replace(presets.PRESETS["sudoku4-cpu"], data={"size": 4, "generate": 40, "test": 12, "seed": 0})
+    monkeypatch.setitem(presets.PRESETS, "smoke4", small)
+    flags = ("--K", "2", "--sigma", "0.3", "--limit", "6")
+
+    def claim(name, path):
+        z = Arm("z", flags, "eval", checkpoint=str(path), data="smoke4")
+        return Claim(name, "smoke", "-", "q picks", (z, Arm("random", flags, "eval", checkpoint=str(path),
+                                                               data="smoke4", metric=claims_spec.RANDOM_PICK)),
+                     claims_spec.BEST_Q, Higher("z", "random"))
+    spec = Spec(TESTBED, (claim("fixed", ckpt), claim("gone", tmp_path / "no-such-run")), seeds=(0, 1, 2))
+    spec.validate()
+    fp = plan(spec, tmp_path / "cache", list(spec.claims), [0, 1, 2])
+    runs = [fp.of[("fixed", "z", s)] for s in range(3)]
+    assert all(fp.of[("fixed", "random", s)] is runs[s] for s in range(3))  # one run a seed, two metrics
+    assert [r.argv[-2:] for r in runs] == [["--seeds", "0"], ["--seeds", "1"], ["--seeds", "2"]]
+    assert fp.of[("gone", "z", 0)].waiting and [r.key for u in cl.pending(fp) for r in u] == [r.key for r in runs]
+    cl.build_datasets(fp, log=lambda *a: None)
+    assert all((d / "meta.json").is_file() for d in fp.datasets)
+    out = execute(fp, launch=in_process, provenance=PROVENANCE, log=lambda *a: None)
+    assert sorted(r.key for r in out.ran) == sorted(r.key for r in runs) and not out.failed
+    arms = aggregate(spec.claims[0], fp, [0, 1, 2])
+    assert arms["z"].stats.n == 3 and arms["random"].stats.n == 3
+    assert all(0 <= v <= 1 for v in arms["random"].stats.values)
+    assert verdict(spec.claims[0], arms) in ("holds", "does not hold", "inconclusive")
+    assert verdict(spec.claims[1], aggregate(spec.claims[1], fp, [0, 1, 2])).startswith("waiting (checkpoint ")
+    report = write_report(spec, fp, [0, 1, 2], tmp_path / "claims.md").read_text()
+    assert "3 runs on fixed checkpoints" in report and "DATA(smoke4)" in report
+
+
+@pytest.mark.parametrize("arm,words", [
+    (Arm("x", (), "train", checkpoint="runs/a", data="sudoku4-cpu"), "an eval or sweep of that checkpoint"),
+    (Arm("x", (), "eval", checkpoint="runs/a", data="no-such-preset"), "needs checkpoint= and data="),
+    (Arm("x", ("--seeds", "3"), "eval", checkpoint="runs/a", data="sudoku4-cpu"), "its seeds are the claim's"),
+])
+def test_a_bad_checkpoint_arm_is_refused_in_one_line(arm, words):
+    spec = Spec(TESTBED, (Claim("c", "s", "-", "-", (arm,), claims_spec.EXACT, Range("x", 0.0)),))
+    with pytest.raises(ValueError, match=words):
+        spec.validate()

@@ -74,6 +74,9 @@ class Arm:
     kind: Kind = "train"
     preset: str = ""                 # train: the preset (default: the testbed's)
     on: str = ""                     # eval/sweep/analyze: the train arm of the claim whose checkpoints it uses
+    checkpoint: str = ""             # eval/sweep: one fixed checkpoint (a run folder) instead of a train arm's;
+                                     # the seed is then the noise seed (--seeds)
+    data: str = ""                   # with checkpoint: the preset whose dataset it is scored on
     metric: Metric | None = None     # default: the claim's
     minutes: float = 0.0             # eval/sweep/analyze: CPU minutes a run takes, roughly (for --dry-run)
 
@@ -224,6 +227,9 @@ class Spec:
             for a in c.arms:
                 if a.kind not in KINDS:
                     raise ValueError(f"claims spec: arm {c.name}/{a.name} has kind {a.kind!r} (one of {KINDS})")
+                if a.checkpoint or a.data:
+                    _check_checkpoint_arm(c, a)
+                    continue
                 if (a.kind == "train") == bool(a.on) or (a.on and arms.get(a.on, a).kind != "train"):
                     raise ValueError(f"claims spec: arm {c.name}/{a.name}: a {a.kind} arm "
                                      + ("names no train arm" if a.kind != "train" else "cannot be 'on' another arm")
@@ -241,6 +247,18 @@ class Spec:
         if bad:
             raise ValueError(f"--claims: unknown claim '{bad[0]}' (trm claims --list; one of {', '.join(known)})")
         return [known[n] for n in dict.fromkeys(names)]
+
+
+def _check_checkpoint_arm(c: Claim, a: Arm) -> None:
+    from .presets import PRESETS
+    where = f"claims spec: arm {c.name}/{a.name}"
+    if a.kind not in ("eval", "sweep") or a.on:
+        raise ValueError(f"{where}: a checkpoint arm is an eval or sweep of that checkpoint, on no train arm")
+    if not (a.checkpoint and a.data in PRESETS):
+        raise ValueError(f"{where}: a checkpoint arm needs checkpoint= and data= (a preset's dataset), "
+                         f"not {a.checkpoint!r} and {a.data!r}")
+    if "--seeds" in a.flags:
+        raise ValueError(f"{where}: its seeds are the claim's (--seeds is added per seed)")
 
 
 # --- metrics -------------------------------------------------------------------------------------------
@@ -278,6 +296,7 @@ class Run:
     parent: Run | None = None
     labels: list[str] = field(default_factory=list)  # claim/arm seed S, for every claim that uses it
     store: Path | None = None         # where its result and record are kept for git (None: the cache only)
+    waiting: str = ""                 # why it cannot run here (a fixed checkpoint that is missing)
 
     @property
     def result_path(self) -> Path:
@@ -336,6 +355,14 @@ def _key(ident: dict) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def weights_fingerprint(run_dir: Path) -> str | None:
+    """A hash of a checkpoint's weights (a run folder or a shipped model's), None when there are none."""
+    for cand in (run_dir / "checkpoint" / "model.safetensors", run_dir / "model.safetensors"):
+        if cand.is_file():
+            return hashlib.sha256(cand.read_bytes()).hexdigest()[:16]
+    return None
+
+
 def preset_fingerprint(name: str) -> str:
     """A hash of what a preset resolves to (model, training and data configs): a run keyed by the preset's name
     alone would be reused after the preset changed."""
@@ -353,6 +380,7 @@ class Plan:
     of: dict[tuple[str, str, int], Run]        # (claim, arm, seed) -> run
     budgets: dict[str, float]                  # claim -> training minutes per run
     steps: int = STEPS_UNBOUNDED               # optimizer steps per train run at most (the testbed's or --steps)
+    datasets: dict[Path, str] = field(default_factory=dict)  # a checkpoint arm's dataset -> the preset it is of
 
 
 def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes: float | None = None,
@@ -364,7 +392,7 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
     data_ident = {"size": tb.size, "train": tb.train_puzzles, "test": tb.test_puzzles, "seed": tb.data_seed}
     data = cache / "data" / f"sudoku{tb.size}-{tb.train_puzzles}-{_key(data_ident)[:8]}"
     runs: dict[str, Run] = {}
-    of, budgets = {}, {}
+    of, budgets, datasets, weights = {}, {}, {}, {}
     for c in claims:
         budget = minutes if minutes is not None else c.budget if c.budget is not None else tb.minutes
         budgets[c.name] = budget
@@ -382,6 +410,8 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
                             "--threads", "1", "--quiet", "--out", str(d)]
                     est = budget if tb.steps >= STEPS_UNBOUNDED else min(budget, tb.steps * tb.step_seconds / 60)
                     run = Run(key, "train", d, argv, ident, est + TRAIN_OVERHEAD_MIN)
+                elif a.checkpoint:
+                    run = _checkpoint_run(a, s, cache, datasets, weights)
                 else:
                     parent = of[(c.name, a.on, s)]
                     ident = {"kind": a.kind, "flags": list(a.flags), "on": parent.key}
@@ -394,11 +424,32 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
                                         *a.flags]}[a.kind]
                     run = Run(key, a.kind, d, argv, ident, a.minutes, parent)
                 run.store = store
-                run = runs.setdefault(key, run)
+                run = runs.setdefault(run.key, run)
                 run.labels.append(f"{c.name}/{a.name} seed {s}")
                 of[(c.name, a.name, s)] = run
     ordered = dict(sorted(runs.items(), key=lambda kv: kv[1].kind != "train"))
-    return Plan(data, ordered, of, budgets, tb.steps)
+    return Plan(data, ordered, of, budgets, tb.steps, datasets)
+
+
+def _checkpoint_run(a: Arm, seed: int, cache: Path, datasets: dict, weights: dict) -> Run:
+    """An eval or sweep of a fixed checkpoint (not trained by the claims) on a preset's dataset, at one noise
+    seed. Its key holds the weights' hash: other weights under the same folder name are another run."""
+    from .presets import get_preset
+    ckpt = Path(a.checkpoint)
+    if ckpt not in weights:
+        weights[ckpt] = weights_fingerprint(ckpt)
+    data = cache / "data" / f"{a.data}-{_key(get_preset(a.data).data)[:8]}"
+    datasets[data] = a.data
+    ident = {"kind": a.kind, "flags": list(a.flags), "checkpoint": ckpt.name, "weights": weights[ckpt],
+             "data": data.name, "seed": seed}
+    key = _key(ident)
+    d = cache / "runs" / f"{a.kind}-{key}"
+    common = ["--checkpoint", str(ckpt), "--data", str(data)]
+    argv = (["eval", *common, "--json", "--quiet"] if a.kind == "eval" else ["sweep", *common, "--out", str(d),
+                                                                           "--quiet"]) + [*a.flags, "--seeds", str(seed)]
+    run = Run(key, a.kind, d, argv, ident, a.minutes)
+    run.waiting = "" if weights[ckpt] else f"checkpoint {ckpt} not found"
+    return run
 
 
 def resume_argv(run: Run) -> list[str]:
@@ -453,6 +504,8 @@ def pending(p: Plan) -> list[list[Run]]:
         retrain = not train.done() or (todo and not train.has_checkpoint())
         if retrain or todo:
             units.append(([train] if retrain else []) + todo)
+    units += [[r] for r in p.runs.values()
+              if r.kind != "train" and r.parent is None and not r.waiting and not r.done()]  # fixed checkpoints
     return units
 
 
@@ -542,6 +595,17 @@ def build_data(spec: Spec, data: Path, *, workers: int | None = None, progress: 
                  seed=tb.data_seed, workers=workers, progress=progress)
 
 
+def build_datasets(p: Plan, *, progress: bool = False, log=print) -> None:
+    """The datasets of the checkpoint arms still to run (a preset's recipe, as `trm train` builds it)."""
+    from .data.recipes import build_preset_data
+    from .presets import get_preset
+    need = {r.argv[r.argv.index("--data") + 1] for u in pending(p) for r in u if r.parent is None and r.kind != "train"}
+    for data, preset in p.datasets.items():
+        if str(data) in need and not (data / "meta.json").is_file():
+            log(f"building {preset}'s dataset in {data} ...")
+            build_preset_data(get_preset(preset).data, data, progress=progress)
+
+
 def provenance(matmul_seconds: float = 1.0) -> dict:
     """What every run of this invocation records besides its own files: the machine, the commit, the versions."""
     import torch
@@ -559,15 +623,17 @@ class ArmResult:
     seeds: list[int]
     runs: list[Run]                  # of the seeds with a number
     failed: list[int]                # seeds whose run exists but gave no number
+    waiting: str = ""                # why its runs cannot run here (a missing checkpoint)
 
 
 def aggregate(claim: Claim, p: Plan, seeds: list[int]) -> dict[str, ArmResult]:
     out = {}
     for a in claim.arms:
         metric = a.metric or claim.metric
-        values, ok_seeds, runs, failed = [], [], [], []
+        values, ok_seeds, runs, failed, waiting = [], [], [], [], ""
         for s in seeds:
             run = p.of.get((claim.name, a.name, s))
+            waiting = waiting or (run.waiting if run is not None else "")
             r = run.result() if run is not None else None
             if r is None:
                 continue
@@ -581,7 +647,7 @@ def aggregate(claim: Claim, p: Plan, seeds: list[int]) -> dict[str, ArmResult]:
                 runs.append(run)
             else:
                 failed.append(s)
-        out[a.name] = ArmResult(a, Stats(tuple(values)), ok_seeds, runs, failed)
+        out[a.name] = ArmResult(a, Stats(tuple(values)), ok_seeds, runs, failed, waiting)
     return out
 
 
@@ -589,6 +655,9 @@ def verdict(claim: Claim, arms: dict[str, ArmResult]) -> str:
     """The rule on the arms' numbers; 'inconclusive (n seeds)' below MIN_SEEDS; 'not run' without numbers."""
     if claim.waits_for and not all(arms[a].stats.n for a in claim.rule.arms()):
         return f"waiting ({claim.waits_for})"
+    missing = [arms[a].waiting for a in claim.rule.arms() if arms[a].waiting and not arms[a].stats.n]
+    if missing:
+        return f"waiting ({missing[0]})"
     stats = {name: r.stats for name, r in arms.items()}
     n = min(stats[a].n for a in claim.rule.arms())
     if n == 0:

@@ -49,7 +49,9 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
         n_train = sum(k == "train" for k in keys.values())
         n_other = len(keys) - n_train
         per_run = f"{p.steps} steps (<= {budget:g} min)" if p.steps < STEPS_UNBOUNDED else f"{budget:g} min"
-        cost = f"{per_run} x {n_train} train runs" + (f" + {n_other} on their checkpoints" if n_other else "")
+        fixed = sum(p.of[(c.name, a.name, s)].parent is None for a in c.arms if a.kind != "train" for s in seeds)
+        cost = (f"{per_run} x {n_train} train runs" + (f" + {n_other} on their checkpoints" if n_other else "")
+                if n_train else f"{n_other} runs on fixed checkpoints" if fixed else "-")
         rows.append(f"| {c.name} | {c.source} | {c.paper_figure} | {ours} | {n} | **{v}** | {cost} | "
                     f"`trm claims --claims {c.name}` |")
         lines = [f"### {c.name}", "", c.statement, "",
@@ -92,7 +94,7 @@ def _metrics(c: Claim) -> str:
 
 
 def _arm_row(name: str, r: ArmResult, p: Plan, run: Run | None) -> str:
-    subst = {str(p.data): "DATA"}
+    subst = {str(p.data): "DATA", **{str(d): f"DATA({preset})" for d, preset in p.datasets.items()}}
     if run is not None:
         subst[str(run.dir)] = "RUN"
         if run.parent is not None:
@@ -190,6 +192,11 @@ test puzzle. Seeds: {seeds}. Each arm's steps are listed below, and the machine 
 In the commands below DATA is the dataset, RUN the run's folder in the cache and CKPT
 the train run whose checkpoint a test-time run uses.
 
+Some rows test PTRM on fixed 9x9 checkpoints that the claims do not train (`../shared/runs`, made by `trm train
+--preset sudoku9-cpu`): their seeds are noise seeds (`--seeds`), DATA(sudoku9-cpu) is that preset's dataset
+(`trm data sudoku --pool 17clue --test 1000`, built into the cache), and a checkpoint that is not on the machine
+leaves its rows "waiting".
+
 The testbed (puzzles, budget) is `TESTBED` in `src/trm/claims_spec.py`, where its calibration is noted: the
 `testbed` row checks that the default TRM lands in the middle (`trm claims --claims testbed --seeds 0,1,2`;
 `--steps S` tries a budget of S optimizer steps, `--minutes M` another cap).
@@ -204,7 +211,8 @@ SE = std / sqrt(n). A difference d between two arms is weighed against their com
 - "A within m points of B" holds when |d| + {z} SE < m, does not hold when |d| - {z} SE > m.
 - "A between lo and hi" holds when mean +- {z} SE lies inside, does not hold when it lies wholly outside.
 - With fewer than {min_seeds} seeds a row is "inconclusive (n seeds)", whatever the numbers; "not run" has no
-  run yet; "waiting" needs flags that other work is building (its arms are written, and run once they exist).
+  run yet; "waiting" needs flags that other work is building (its arms are written, and run once they exist)
+  or a checkpoint that is not on this machine.
 
 The paper's figures are at the paper's scale (Sudoku-Extreme 9x9, 65k steps on a GPU); ours are on the
 testbed, so a row compares the direction of an effect, not its size.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from .claims import Arm, Claim, Close, Curve, Higher, Lower, Metric, Range, Spec, Testbed, path, sweep_point
+from .data.recipes import shared_data_root
 
 # The testbed: the default TRM should land at 40-80% exact (the `testbed` claim checks it). sudoku6-cpu reaches
 # 98% in 10 minutes with 1000 training puzzles; 300 puzzles, 10 minutes, AVX2 fp32 gave 94.8% and 100 puzzles on
@@ -43,6 +44,9 @@ SETTLED = Metric("fraction of deterministic failures at a fixed point or cycle a
 ESCAPED = Metric("fraction of deterministic failures solved by some noisy rollout (latent noise)",
                  path("interventions", "latent_noise", "pass@K"))
 
+RANDOM_PICK = Metric("mean exact accuracy of one noisy rollout (what a random pick among the K gets)",
+                     path("scores", -1, "mean rollout accuracy"))
+
 TRM = Arm("trm")  # the testbed's preset as it is: the baseline of every ablation
 
 
@@ -66,6 +70,35 @@ def _width_depth(r: dict) -> dict[str, tuple[list[float], list[float]]]:
                                                           [x["best-q@K"] for x in width]),
             "depth: D = 4 ... 64 steps, deterministic": ([x["calls_per_puzzle"] for x in depth],
                                                          [x["best-q@K"] for x in depth])}
+
+
+# PTRM on two 9x9 checkpoints of sudoku9-cpu (../shared/runs, trained by trm; not by the claims): one in the middle
+# of its rise (step 3,561: 19.6% exact on the 1,000 held-out 17-clue puzzles, its Q head never halting) and one
+# later (step 6,414: 75.5%, its Q head halting with precision 0.94). Earlier looks at 100 puzzles, K 8, one seed:
+# at 19.6% noise on z gave no lift and initial-state noise (sigma 1.0) a small one; at 75.5% both lifted.
+# Here 200 puzzles, K 16, noise seeds 0-2; z at PTRM's Sudoku sigma, init at the sigma that did best.
+_NOISY9 = ("--K", "16", "--sigma", "0.3", "--noise", "z", "--select", "best-q", "--limit", "200")
+_NOISY9_INIT = ("--K", "16", "--sigma", "1.0", "--noise", "init", "--select", "best-q", "--limit", "200")
+
+
+def _ptrm9(tag: str, run: str, about: str) -> tuple[Claim, ...]:
+    ckpt = str(shared_data_root().parent / "runs" / run)
+    z = Arm("z", _NOISY9, "eval", checkpoint=ckpt, data="sudoku9-cpu", minutes=7)
+    init = Arm("init", _NOISY9_INIT, "eval", checkpoint=ckpt, data="sudoku9-cpu", minutes=7)
+    return (
+        Claim(f"noise-and-q-9x9-{tag}", "PTRM paper, on a 9x9 checkpoint", "98.75% vs 87.4% (Sudoku-Extreme)",
+              f"On {about}: noise on z, K 16 rollouts and best-Q selection beat the deterministic run.",
+              (z, Arm("deterministic", _NOISY9, "eval", checkpoint=ckpt, data="sudoku9-cpu", metric=DETERMINISTIC,
+                      minutes=7)), BEST_Q, Higher("z", "deterministic")),
+        Claim(f"noise-on-z-9x9-{tag}", "PTRM paper, on a 9x9 checkpoint", "noise at every recursion step",
+              f"On {about}: noise on z before every supervision step (sigma 0.3) beats noise on the initial state "
+              "only (sigma 1.0), each at K 16 with best-Q selection.", (z, init), BEST_Q, Higher("z", "init")),
+        Claim(f"q-selects-9x9-{tag}", "PTRM paper, on a 9x9 checkpoint", "best-Q@K close to pass@K",
+              f"On {about}: the Q head's pick among K 16 noisy rollouts beats a random pick (the mean accuracy of "
+              "one rollout); does the lift need a Q head trained to halt?",
+              (z, Arm("random", _NOISY9, "eval", checkpoint=ckpt, data="sudoku9-cpu", metric=RANDOM_PICK, minutes=7)),
+              BEST_Q, Higher("z", "random")),
+    )
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -158,6 +191,10 @@ CLAIMS: tuple[Claim, ...] = (
            Arm("ssd-pass", _NOISY, "eval", on="ssd", metric=PASS_K, minutes=8),
            Arm("trm-pass", _NOISY, "eval", on="trm", metric=PASS_K, minutes=8)),
           PASS_K, Higher("ssd-pass", "trm-pass")),
+    *_ptrm9("mid", "sudoku9-cpu-step3561", "a 9x9 checkpoint in the middle of its rise (19.6% exact, its Q head "
+            "never halting)"),
+    *_ptrm9("late", "sudoku9-cpu-step6414", "a later 9x9 checkpoint (75.5% exact, its Q head halting with "
+            "precision 0.94)"),
 )
 
 SPEC = Spec(TESTBED, CLAIMS, seeds=(0, 1, 2))

@@ -41,7 +41,8 @@ def cmd_claims(args) -> int:
     spec.validate()
     if args.list:
         for c in spec.claims:
-            arms = ", ".join(f"{a.name} ({a.kind}{' on ' + a.on if a.on else ''})" for a in c.arms)
+            arms = ", ".join(f"{a.name} ({a.kind}{' on ' + (a.on or a.checkpoint) if a.on or a.checkpoint else ''})"
+                             for a in c.arms)
             wait = f"  [waits for {c.waits_for}]" if c.waits_for else ""
             print(f"{c.name:20s} {c.source}: {c.rule.describe()}; arms {arms}{wait}")
         return 0
@@ -73,11 +74,15 @@ def cmd_claims(args) -> int:
         return _dry_run(spec, p, args.jobs)
     if not args.report:
         cl.store_finished(p)
+        for why in dict.fromkeys(r.waiting for r in p.runs.values() if r.waiting):
+            print(f"waiting: {why} (its runs are left out)")
         todo = [r for u in cl.pending(p) for r in u]
         if todo:
-            if not (p.data / "meta.json").is_file():
-                print(f"building the testbed's dataset in {p.data} ...")
-            cl.build_data(spec, p.data)
+            if any(r.kind == "train" or r.parent is not None for r in todo):
+                if not (p.data / "meta.json").is_file():
+                    print(f"building the testbed's dataset in {p.data} ...")
+                cl.build_data(spec, p.data)
+            cl.build_datasets(p)
             print(f"{len(todo)} of {len(p.runs)} runs to do, {args.jobs} at a time; logs in each run's claims.log")
             outcome = cl.execute(p, jobs=args.jobs, provenance=cl.provenance())
         else:
@@ -104,7 +109,7 @@ def _dry_run(spec, p: cl.Plan, jobs: int) -> int:
     todo = {r.key for u in cl.pending(p) for r in u}
     for run in p.runs.values():
         if run.key not in todo:
-            print(f"cached  {run.labels[0]}")
+            print(f"waiting {run.labels[0]}: {run.waiting}" if run.waiting else f"cached  {run.labels[0]}")
             continue
         argv = cl.next_argv(run)
         state = "resume" if argv[:2] == ["train", "--resume"] else "retrain" if run.done() else "new"

@@ -4,8 +4,9 @@ and the verdicts written up as docs/claims.md (`trm claims`; what is claimed liv
 A run is one arm at one seed: a `trm train` (the budget counts training time only, one thread), or a
 `trm eval`/`trm sweep`/`trm analyze` on the checkpoint of a train arm at the same seed. Its folder is named by
 a hash of what decides its result (the arm's preset, what it resolves to, and flags, the seed, the testbed, the
-budget; not the commit, so a new commit reuses old runs: each run records its own commit). A finished run is reused, a killed
-`trm train` resumed from its checkpoint with the training time it has left. trm.claims_report writes the table.
+budget; not the commit, so a new commit reuses old runs: each run records its own commit). A finished run is
+reused, a killed `trm train` resumed from its checkpoint with the training time it has left.
+trm.claims_report writes the table.
 
 Each finished run's result and record (command, machine, commit) are also kept in a store meant for git
 (docs/claims/results, one small JSON a run): a checkout on a new machine, whose cache is empty, reuses them and
@@ -445,8 +446,8 @@ def _checkpoint_run(a: Arm, seed: int, cache: Path, datasets: dict, weights: dic
     key = _key(ident)
     d = cache / "runs" / f"{a.kind}-{key}"
     common = ["--checkpoint", str(ckpt), "--data", str(data)]
-    argv = (["eval", *common, "--json", "--quiet"] if a.kind == "eval" else ["sweep", *common, "--out", str(d),
-                                                                           "--quiet"]) + [*a.flags, "--seeds", str(seed)]
+    head = ["eval", *common, "--json", "--quiet"] if a.kind == "eval" else ["sweep", *common, "--out", str(d), "--quiet"]
+    argv = [*head, *a.flags, "--seeds", str(seed)]
     run = Run(key, a.kind, d, argv, ident, a.minutes)
     run.waiting = "" if weights[ckpt] else f"checkpoint {ckpt} not found"
     return run

@@ -76,27 +76,29 @@ def _width_depth(r: dict) -> dict[str, tuple[list[float], list[float]]]:
 # of its rise (step 3,561: 19.6% exact on the 1,000 held-out 17-clue puzzles, its Q head never halting) and one
 # later (step 6,414: 75.5%, its Q head halting with precision 0.94). Earlier looks at 100 puzzles, K 8, one seed:
 # at 19.6% noise on z gave no lift and initial-state noise (sigma 1.0) a small one; at 75.5% both lifted.
-# Here 200 puzzles, K 16, noise seeds 0-2; z at PTRM's Sudoku sigma, init at the sigma that did best.
+# Here 200 puzzles, K 16, noise seeds 0-2 (about 10 minutes an evaluation on one AVX2 core); z at PTRM's Sudoku
+# sigma, init at the sigma that did best.
 _NOISY9 = ("--K", "16", "--sigma", "0.3", "--noise", "z", "--select", "best-q", "--limit", "200")
 _NOISY9_INIT = ("--K", "16", "--sigma", "1.0", "--noise", "init", "--select", "best-q", "--limit", "200")
 
 
 def _ptrm9(tag: str, run: str, about: str) -> tuple[Claim, ...]:
     ckpt = str(shared_data_root().parent / "runs" / run)
-    z = Arm("z", _NOISY9, "eval", checkpoint=ckpt, data="sudoku9-cpu", minutes=7)
-    init = Arm("init", _NOISY9_INIT, "eval", checkpoint=ckpt, data="sudoku9-cpu", minutes=7)
+    z = Arm("z", _NOISY9, "eval", checkpoint=ckpt, data="sudoku9-cpu", minutes=10)
+    init = Arm("init", _NOISY9_INIT, "eval", checkpoint=ckpt, data="sudoku9-cpu", minutes=10)
     return (
         Claim(f"noise-and-q-9x9-{tag}", "PTRM paper, on a 9x9 checkpoint", "98.75% vs 87.4% (Sudoku-Extreme)",
               f"On {about}: noise on z, K 16 rollouts and best-Q selection beat the deterministic run.",
               (z, Arm("deterministic", _NOISY9, "eval", checkpoint=ckpt, data="sudoku9-cpu", metric=DETERMINISTIC,
-                      minutes=7)), BEST_Q, Higher("z", "deterministic")),
+                      minutes=10)), BEST_Q, Higher("z", "deterministic")),
         Claim(f"noise-on-z-9x9-{tag}", "PTRM paper, on a 9x9 checkpoint", "noise at every recursion step",
               f"On {about}: noise on z before every supervision step (sigma 0.3) beats noise on the initial state "
               "only (sigma 1.0), each at K 16 with best-Q selection.", (z, init), BEST_Q, Higher("z", "init")),
         Claim(f"q-selects-9x9-{tag}", "PTRM paper, on a 9x9 checkpoint", "best-Q@K close to pass@K",
               f"On {about}: the Q head's pick among K 16 noisy rollouts beats a random pick (the mean accuracy of "
               "one rollout); does the lift need a Q head trained to halt?",
-              (z, Arm("random", _NOISY9, "eval", checkpoint=ckpt, data="sudoku9-cpu", metric=RANDOM_PICK, minutes=7)),
+              (z, Arm("random", _NOISY9, "eval", checkpoint=ckpt, data="sudoku9-cpu", metric=RANDOM_PICK,
+                      minutes=10)),
               BEST_Q, Higher("z", "random")),
     )
 

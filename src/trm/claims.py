@@ -446,8 +446,8 @@ def _checkpoint_run(a: Arm, seed: int, cache: Path, datasets: dict, weights: dic
     key = _key(ident)
     d = cache / "runs" / f"{a.kind}-{key}"
     common = ["--checkpoint", str(ckpt), "--data", str(data)]
-    head = ["eval", *common, "--json", "--quiet"] if a.kind == "eval" else ["sweep", *common, "--out", str(d), "--quiet"]
-    argv = [*head, *a.flags, "--seeds", str(seed)]
+    head = ["eval", *common, "--json"] if a.kind == "eval" else ["sweep", *common, "--out", str(d)]
+    argv = [*head, "--quiet", *a.flags, "--seeds", str(seed)]
     run = Run(key, a.kind, d, argv, ident, a.minutes)
     run.waiting = "" if weights[ckpt] else f"checkpoint {ckpt} not found"
     return run

@@ -321,3 +321,21 @@ def test_a_bad_checkpoint_arm_is_refused_in_one_line(arm, words):
     spec = Spec(TESTBED, (Claim("c", "s", "-", "-", (arm,), claims_spec.EXACT, Range("x", 0.0)),))
     with pytest.raises(ValueError, match=words):
         spec.validate()
+
+
+def test_two_settings_of_one_checkpoint_are_judged_on_their_paired_differences(tmp_path):
+    """Arms that score the same checkpoint at each seed (PTRM's noisy and deterministic numbers of one run) move
+    together with the checkpoint: their per-seed differences decide, not the spread between checkpoints."""
+    def run(key, parent=None):
+        return cl.Run(key, "eval" if parent else "train", tmp_path / key, [], {}, 0.0, parent)
+    evals = [run(f"e{s}", run(f"t{s}")) for s in range(3)]
+    a, b = (0.50, 0.70, 0.60), (0.49, 0.685, 0.595)  # 0.5-1.5 points apart at each seed, the seeds 10 apart
+    arms = {"a": cl.ArmResult(Arm("a", (), "eval", on="t"), Stats(a), [0, 1, 2], evals, []),
+            "b": cl.ArmResult(Arm("b", (), "eval", on="t"), Stats(b), [0, 1, 2], evals, [])}
+    c = _claim(Higher("a", "b"))
+    assert cl.paired(c, arms) and verdict(c, arms) == "holds"
+    assert verdict(_claim(Close("a", "b", 0.02)), arms) == "holds"
+    apart = {k: replace(v, runs=[run(f"{k}{s}") for s in range(3)]) for k, v in arms.items()}  # two train arms
+    assert not cl.paired(c, apart) and verdict(c, apart) == "inconclusive"
+    other = {**arms, "b": replace(arms["b"], runs=[run(f"x{s}", run(f"u{s}")) for s in range(3)])}
+    assert not cl.paired(c, other)  # other checkpoints

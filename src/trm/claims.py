@@ -112,6 +112,13 @@ def _gap(a: Stats, b: Stats) -> tuple[float, float]:
     return a.mean - b.mean, math.hypot(a.se, b.se)
 
 
+Gap = Callable[[str, str], tuple[float, float]]  # (arm a, arm b) -> mean(a) - mean(b) and its standard error
+
+
+def _unpaired(s: dict[str, Stats]) -> Gap:
+    return lambda a, b: _gap(s[a], s[b])
+
+
 @dataclass(frozen=True)
 class Lower:
     """Arm `arm` scores lower than arm `than`."""
@@ -121,8 +128,8 @@ class Lower:
     def arms(self) -> tuple[str, ...]:
         return self.arm, self.than
 
-    def judge(self, s: dict[str, Stats]) -> str:
-        d, se = _gap(s[self.than], s[self.arm])
+    def judge(self, s: dict[str, Stats], gap: Gap | None = None) -> str:
+        d, se = (gap or _unpaired(s))(self.than, self.arm)
         return "holds" if d > Z * se else "does not hold" if d < -Z * se else "inconclusive"
 
     def describe(self) -> str:
@@ -133,8 +140,8 @@ class Lower:
 class Higher(Lower):
     """Arm `arm` scores higher than arm `than`."""
 
-    def judge(self, s: dict[str, Stats]) -> str:
-        return Lower(self.than, self.arm).judge(s)
+    def judge(self, s: dict[str, Stats], gap: Gap | None = None) -> str:
+        return Lower(self.than, self.arm).judge(s, gap)
 
     def describe(self) -> str:
         return f"{self.arm} higher than {self.than}"
@@ -150,8 +157,8 @@ class Close:
     def arms(self) -> tuple[str, ...]:
         return self.arm, self.to
 
-    def judge(self, s: dict[str, Stats]) -> str:
-        d, se = _gap(s[self.arm], s[self.to])
+    def judge(self, s: dict[str, Stats], gap: Gap | None = None) -> str:
+        d, se = (gap or _unpaired(s))(self.arm, self.to)
         return ("holds" if abs(d) + Z * se < self.within else "does not hold" if abs(d) - Z * se > self.within
                 else "inconclusive")
 
@@ -169,7 +176,7 @@ class Range:
     def arms(self) -> tuple[str, ...]:
         return (self.arm,)
 
-    def judge(self, s: dict[str, Stats]) -> str:
+    def judge(self, s: dict[str, Stats], gap: Gap | None = None) -> str:
         a = s[self.arm]
         lo, hi = a.mean - Z * a.se, a.mean + Z * a.se
         if self.lo < lo and hi < self.hi:
@@ -665,4 +672,32 @@ def verdict(claim: Claim, arms: dict[str, ArmResult]) -> str:
         return "not run"
     if n < MIN_SEEDS:
         return f"inconclusive ({n} seed{'s' if n > 1 else ''})"
-    return claim.rule.judge(stats)
+    return claim.rule.judge(stats, _paired_gap(arms) if paired(claim, arms) else None)
+
+
+def _subject(run: Run) -> str | None:
+    """What a test-time run scores: its train arm's checkpoint, or a fixed checkpoint at a noise seed."""
+    if run.parent is not None:
+        return run.parent.key
+    if run.kind != "train" and run.ident.get("weights"):
+        return f"{run.ident['weights']}@{run.ident['seed']}"
+    return None
+
+
+def paired(claim: Claim, arms: dict[str, ArmResult]) -> bool:
+    """Whether the rule's two arms score the same checkpoint at every seed (two metrics of one run, or two
+    test-time settings of one checkpoint): then the seeds' differences are what varies, not the checkpoints."""
+    names = claim.rule.arms()
+    if len(names) != 2:
+        return False
+    a, b = (dict(zip(arms[x].seeds, arms[x].runs)) for x in names)
+    return bool(a) and a.keys() == b.keys() and all(_subject(a[s]) is not None and _subject(a[s]) == _subject(b[s])
+                                                    for s in a)
+
+
+def _paired_gap(arms: dict[str, ArmResult]) -> Gap:
+    def gap(x: str, y: str) -> tuple[float, float]:
+        by = dict(zip(arms[y].seeds, arms[y].stats.values))
+        d = Stats(tuple(v - by[s] for s, v in zip(arms[x].seeds, arms[x].stats.values)))
+        return d.mean, d.se
+    return gap

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .atomic import atomic_file, atomic_write_bytes
-from .claims import MIN_SEEDS, STEPS_UNBOUNDED, Z, ArmResult, Claim, Plan, Run, Spec, Stats, aggregate, verdict
+from .claims import MIN_SEEDS, STEPS_UNBOUNDED, Z, ArmResult, Claim, Plan, Run, Spec, Stats, aggregate, paired, verdict
 
 
 def budget_text(tb) -> str:
@@ -55,7 +55,9 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
         rows.append(f"| {c.name} | {c.source} | {c.paper_figure} | {ours} | {n} | **{v}** | {cost} | "
                     f"`trm claims --claims {c.name}` |")
         lines = [f"### {c.name}", "", c.statement, "",
-                 f"Rule: {c.rule.describe()} ({_metrics(c)}). Verdict: **{v}**.", "",
+                 f"Rule: {c.rule.describe()} ({_metrics(c)}"
+                 + ("; paired: both arms score the same checkpoint at each seed" if paired(c, arms) else "")
+                 + f"). Verdict: **{v}**.", "",
                  "| arm | kind | per seed (%) | mean ± std (n) | SE | command (first seed) |",
                  "|---|---|---|---|---|---|"]
         for name, r in arms.items():
@@ -208,6 +210,10 @@ SE = std / sqrt(n). A difference d between two arms is weighed against their com
 
 - "A lower (higher) than B" holds when A is below (above) B by more than {z} SE, does not hold when it is
   above (below) by more than {z} SE, and is inconclusive otherwise.
+- Paired arms: where both arms score the same checkpoint at each seed (two numbers of one `trm eval`, or two
+  test-time settings on one checkpoint), d and its SE are the mean and standard error of the per-seed
+  differences, since the arms rise and fall together with the checkpoint. The rule line of such a claim says
+  "paired".
 - "A within m points of B" holds when |d| + {z} SE < m, does not hold when |d| - {z} SE > m.
 - "A between lo and hi" holds when mean +- {z} SE lies inside, does not hold when it lies wholly outside.
 - With fewer than {min_seeds} seeds a row is "inconclusive (n seeds)", whatever the numbers; "not run" has no

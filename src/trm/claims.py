@@ -607,9 +607,9 @@ def build_datasets(p: Plan, *, progress: bool = False, log=print) -> None:
     """The datasets of the checkpoint arms still to run (a preset's recipe, as `trm train` builds it)."""
     from .data.recipes import build_preset_data
     from .presets import get_preset
-    need = {r.argv[r.argv.index("--data") + 1] for u in pending(p) for r in u if r.parent is None and r.kind != "train"}
+    need = {r.ident["data"] for u in pending(p) for r in u if r.parent is None and r.kind != "train"}
     for data, preset in p.datasets.items():
-        if str(data) in need and not (data / "meta.json").is_file():
+        if data.name in need and not (data / "meta.json").is_file():
             log(f"building {preset}'s dataset in {data} ...")
             build_preset_data(get_preset(preset).data, data, progress=progress)
 

@@ -137,6 +137,37 @@ def test_tie_break_valid_paths_and_uniqueness():
     assert not maze.valid_paths(walled[None], walled[None], 3)[0]
 
 
+def test_make_unique_leaves_one_shortest_path_of_the_same_length(mazes):
+    inputs, labels = mazes["inputs"], mazes["labels"]
+    assert not maze.unique_shortest_paths(inputs, 12).all()  # else this test checks nothing
+    q = inputs.reshape(-1, 12, 12)
+    open_ = q != maze.WALL
+    starts, goals = (inputs == maze.START).argmax(1), (inputs == maze.GOAL).argmax(1)
+    walled = maze.make_unique(open_, starts, goals, np.random.default_rng(0))
+    assert not (walled & ~open_).any()  # walls only added
+    path = (labels == maze.PATH).reshape(q.shape) | (q == maze.START) | (q == maze.GOAL)
+    assert walled[path].all()  # the label's path stays open...
+    new = np.where(walled, maze.OPEN, maze.WALL).astype(np.uint8).reshape(len(inputs), -1)
+    new[np.arange(len(new)), starts], new[np.arange(len(new)), goals] = maze.START, maze.GOAL
+    assert maze.unique_shortest_paths(new, 12).all()  # ...and is now the only shortest one,
+    assert np.array_equal(maze.label(new, 12), np.where(new == maze.OPEN, labels, new))  # the same path, same length
+    assert (~walled & open_).any()
+
+
+def test_unique_path_generator_and_flag(tmp_path, capsys):
+    g = maze.generate_mazes(40, size=12, min_path=25, unique_path=True, seed=3, batch=512, progress=False)
+    assert g["unique_shortest_path"].all() and (g["path_length"] > 25).all()
+    assert maze.valid_paths(g["inputs"], g["labels"], 12).all()
+    out = tmp_path / "u"
+    assert main(["data", "maze", "--out", str(out), "--size", "9", "--min-path", "14", "--train", "20",
+                 "--test", "6", "--unique-path", "--quiet"]) == 0
+    assert "100.0% with a unique shortest path" in capsys.readouterr().out
+    assert load_dataset(out).meta["sources"][0]["unique_path"] is True
+    assert main(["data", "maze", "--out", str(tmp_path / "c"), "--csv", str(out / "meta.json"),
+                 "--unique-path", "--quiet"]) == 2
+    assert "--unique-path" in capsys.readouterr().err
+
+
 def test_augmentation_turns_and_relabels(mazes):
     inputs, labels = mazes["inputs"], mazes["labels"]
     x, y = maze.augment(inputs, labels, 12, np.random.default_rng(0))

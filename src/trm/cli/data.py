@@ -41,6 +41,8 @@ def add_parsers(sub) -> None:
                    help="keep mazes whose shortest S-G path is longer than this (Maze-Hard: 110; 30 at 15x15)")
     m.add_argument("--exact", action="store_true",
                    help="Maze-Hard's literal rejection distribution (docs/data.md), tens of times slower")
+    m.add_argument("--unique-path", action="store_true",
+                   help="add walls off the label's path until it is the only shortest one (no tie-break to learn)")
     m.add_argument("--train", type=int, default=1000, help="training mazes (Maze-Hard: 1000)")
     m.add_argument("--test", type=int, default=1000, help="test mazes (Maze-Hard: 1000)")
     m.add_argument("--csv", action="append", default=[],
@@ -121,9 +123,11 @@ def cmd_data_maze(args) -> None:
             raise UserError(f"no such file: {f}")
     if not 2 <= args.size <= maze.MAX_SIZE or args.train < 0 or (args.test < 1 and not args.test_csv):
         raise UserError(f"--size must be 2..{maze.MAX_SIZE}, --train >= 0 and --test >= 1")
+    if args.unique_path and (args.csv or args.test_csv):
+        raise UserError("--unique-path changes generated mazes; CSV mazes keep their own labels")
     t0 = time.time()
     out = maze.build_maze(args.out, size=args.size, wall_density=maze.parse_density(args.wall_density),
-                          min_path=args.min_path, exact=args.exact, train=args.train, test=args.test,
+                          min_path=args.min_path, exact=args.exact, unique_path=args.unique_path, train=args.train, test=args.test,
                           csvs=args.csv, test_csvs=args.test_csv, seed=args.seed, overwrite=args.overwrite,
                           progress=not args.quiet)
     meta = json.loads((out / "meta.json").read_text())

@@ -28,7 +28,9 @@ Two samplers, each exact for the distribution it names:
 
 Random-wall mazes almost never have a unique shortest path (under 1% of hard ones), so the label marks the path
 that a fixed tie-break picks (`shortest_paths`), and evaluation also reports whether a prediction is *a*
-shortest path (`valid_paths`). Training augmentation turns a maze by one of the 8 dihedral transforms and labels
+shortest path (`valid_paths`). With `unique_path=True` the generator instead walls cells off the label's path,
+one at a time, until that path is the only shortest one (`make_unique`): then the label is the maze's answer,
+not one of several, and no tie-break rule has to be learned. Training augmentation turns a maze by one of the 8 dihedral transforms and labels
 it again by the same rule.
 
 Tokens: PAD 0, then `#`, ` `, `S`, `G`, `o` -> 1..5 (vocab 6); every cell is scored.
@@ -209,6 +211,28 @@ def shortest_paths(open_: np.ndarray, starts: np.ndarray, goals: np.ndarray) -> 
     return mask
 
 
+def make_unique(open_: np.ndarray, starts: np.ndarray, goals: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Add walls to `open_` (B, H, W) until the label's S-G path (`shortest_paths`) is the only shortest one: each
+    round walls one random cell per grid among those on another shortest path (d(S, c) + d(c, G) = d(S, G), c not
+    on the label's path). Walls only lengthen paths and the label's path is untouched, so its length and the
+    `min_path` filter stay as they were. Returns the new open mask."""
+    open_ = open_.copy()
+    B, H, W = open_.shape
+    b = np.arange(B)
+    path = shortest_paths(open_, starts, goals)
+    src, dst = np.zeros_like(open_), np.zeros_like(open_)
+    src.reshape(B, -1)[b, starts], dst.reshape(B, -1)[b, goals] = True, True
+    while True:
+        d_s, d_g = bfs_distances(open_, src), bfs_distances(open_, dst)
+        length = d_s.reshape(B, -1)[b, goals]
+        other = (d_s >= 0) & (d_g >= 0) & (d_s + d_g == length[:, None, None]) & ~path
+        count = other.reshape(B, -1).sum(1)
+        if not count.any():
+            return open_
+        for i in np.flatnonzero(count):  # one wall per grid a round: fewer walls than closing every other cell
+            open_.reshape(B, -1)[i, rng.choice(np.flatnonzero(other[i].reshape(-1)))] = False
+
+
 def label(questions: np.ndarray, size: int) -> np.ndarray:
     """Questions (N, size*size) tokens with one S and one G each -> labels with the path cells marked `o`."""
     q = np.asarray(questions).reshape(-1, size * size)
@@ -224,8 +248,10 @@ def augment(inputs: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Ge
 
 
 def generate_mazes(n: int, *, size: int = 30, wall_density=(0.3, 0.5), min_path: int = 110, exact: bool = False,
-                   seed: int = 0, batch: int = 2048, progress: bool = True, max_seconds: float | None = None) -> dict:
-    """`n` random-wall mazes whose shortest S-G path is longer than `min_path` steps (see the module doc).
+                   unique_path: bool = False, seed: int = 0, batch: int = 2048, progress: bool = True,
+                   max_seconds: float | None = None) -> dict:
+    """`n` random-wall mazes whose shortest S-G path is longer than `min_path` steps (see the module doc); with
+    `unique_path`, walls are added until each has one shortest path (`make_unique`).
 
     Returns {"inputs", "labels": (n, size*size) uint8, "path_length": (n,), "unique_shortest_path": (n,) bool,
     "grids_drawn", "envelope", "envelope_exceeded"}. Raises ValueError when hard grids are so rare that the
@@ -267,7 +293,10 @@ def generate_mazes(n: int, *, size: int = 30, wall_density=(0.3, 0.5), min_path:
             j = rng.choice(len(src), p=counts / counts.sum())  # S weighted by its partners: uniform over pairs
             starts.append(int(src[j]))
             goals.append(int(rng.choice(np.flatnonzero(unpack(partners[j], size).reshape(-1)))))
-        grids = np.where(open_[[h[0] for h in hard]], OPEN, WALL).astype(np.uint8).reshape(len(hard), -1)
+        kept = open_[[h[0] for h in hard]]
+        if unique_path:
+            kept = make_unique(kept, np.array(starts), np.array(goals), rng)
+        grids = np.where(kept, OPEN, WALL).astype(np.uint8).reshape(len(hard), -1)
         grids[np.arange(len(hard)), starts], grids[np.arange(len(hard)), goals] = START, GOAL
         inputs.append(grids)
         made += len(hard)
@@ -429,7 +458,7 @@ def write_csv(path, inputs: np.ndarray, labels: np.ndarray, ratings, source: str
 
 # --- building a dataset ---------------------------------------------------------------------------------
 def build_maze(out_dir, *, size: int = 30, wall_density=(0.3, 0.5), min_path: int = 110, exact: bool = False,
-               train: int = 1000, test: int = 1000, csvs=(), test_csvs=(), seed: int = 0, overwrite: bool = False,
+               unique_path: bool = False, train: int = 1000, test: int = 1000, csvs=(), test_csvs=(), seed: int = 0, overwrite: bool = False,
                progress: bool = True) -> Path:
     """Generate mazes (or read Maze-Hard CSVs) and write the dataset. Training augmentation happens on the fly:
     generated mazes are turned and labelled again by the tie-break (meta "augment": "maze"); CSV mazes keep
@@ -478,7 +507,7 @@ def build_maze(out_dir, *, size: int = 30, wall_density=(0.3, 0.5), min_path: in
         source = {"csv": [str(p) for p in csvs], "test_csv": [str(p) for p in test_csvs], "duplicates": dup}
     else:
         g = generate_mazes(train + test, size=size, wall_density=wall_density, min_path=min_path, exact=exact,
-                           seed=seed, progress=progress)
+                           unique_path=unique_path, seed=seed, progress=progress)
         (tr, dup), (te, dup_t) = _dedup((g["inputs"][:train], g["labels"][:train])), \
             _dedup((g["inputs"][train:], g["labels"][train:]))
         seen = {q.tobytes() for q in tr[0]}  # tiny grids repeat: a maze is on one side only
@@ -490,7 +519,8 @@ def build_maze(out_dir, *, size: int = 30, wall_density=(0.3, 0.5), min_path: in
                   "test": {"inputs": te[0][fresh], "labels": te[1][fresh]}}
         source = {"generated": train + test, "duplicates": dup + dup_t + int((~fresh).sum()),
                   "wall_density": list(np.broadcast_to(wall_density, 2).astype(float)), "min_path": min_path,
-                  "sampler": "exact" if exact else "hard-grid", "grids_drawn": g["grids_drawn"]}
+                  "sampler": "exact" if exact else "hard-grid", "grids_drawn": g["grids_drawn"],
+                  "unique_path": unique_path}
         if exact:
             source.update(envelope=g["envelope"], envelope_exceeded=g["envelope_exceeded"])
     unique = []

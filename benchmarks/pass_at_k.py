@@ -48,12 +48,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="where the runs go")
     ap.add_argument("--record", default=None, help="where the record (JSON and plot) goes")
     args = ap.parse_args()
-    arms = {}
-    for spec in args.arm:
-        name, sep, rest = spec.partition("=")
-        if not sep or not rest.split():
-            sys.exit(f"error: --arm must be NAME=PRESET [flags], not {spec!r}")
-        arms[name] = shlex.split(rest)
+    arms = time_to_accuracy.parse_arms(args.arm)
     seeds = [int(s) for s in args.seeds.split(",")]
     Ks = sorted({int(k) for k in args.K.split(",")})
     out = Path(args.out)

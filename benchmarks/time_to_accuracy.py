@@ -66,6 +66,17 @@ def curve(run: Path) -> list[dict]:
     return out
 
 
+def parse_arms(specs: list[str]) -> dict[str, list[str]]:
+    """--arm NAME=PRESET [flags] (repeated) -> {name: [preset, *flags]}; a malformed one ends the script."""
+    arms = {}
+    for a in specs:
+        name, _, spec = a.partition("=")
+        if not spec.split() or not name.replace("-", "").replace("_", "").isalnum():
+            sys.exit(f"{Path(sys.argv[0]).name}: --arm wants NAME=PRESET [flags], not {a!r}")
+        arms[name] = shlex.split(spec)
+    return arms
+
+
 def time_to(points: list[dict], threshold: float) -> float | None:
     for p in points:
         if p["exact"] >= threshold:
@@ -84,12 +95,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/tta", help="where the runs go")
     ap.add_argument("--record", default="docs/results/tta", help="where the record goes")
     args = ap.parse_args()
-    arms = {}
-    for a in args.arm:
-        name, _, spec = a.partition("=")
-        if not spec or not name.replace("-", "").replace("_", "").isalnum():
-            sys.exit(f"time_to_accuracy.py: --arm wants NAME=PRESET [flags], not {a!r}")
-        arms[name] = shlex.split(spec)
+    arms = parse_arms(args.arm)
     if args.threads < 1 or (args.parallel and args.threads * len(arms) > (os.cpu_count() or 1)):
         sys.exit(f"time_to_accuracy.py: --threads {args.threads} x {len(arms)} arms does not fit "
                  f"{os.cpu_count()} cores")

@@ -66,8 +66,8 @@ def main() -> None:
             sweep = run / "sweep"
             if not (sweep / "sweep.json").is_file():
                 data = json.loads((run / "config.json").read_text())["train"]["data"]
-                trm("sweep", "--checkpoint", str(run), "--data", data, "--out", str(sweep), "--quiet", "--K", ",".join(map(str, Ks)),
-                    "--sigma", str(args.sigma), "--noise", args.noise, "--seeds", "0", "--limit", str(args.limit),
+                trm("sweep", "--checkpoint", str(run), "--data", data, "--out", str(sweep), "--quiet",
+                    "--K", ",".join(map(str, Ks)), "--sigma", str(args.sigma), "--noise", args.noise, "--seeds", "0", "--limit", str(args.limit),
                     *(["--D", str(args.D)] if args.D else []))
             rows = json.loads((sweep / "sweep.json").read_text())["rows"]
             D = max(r["D"] for r in rows)

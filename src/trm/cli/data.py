@@ -127,9 +127,9 @@ def cmd_data_maze(args) -> None:
         raise UserError("--unique-path changes generated mazes; CSV mazes keep their own labels")
     t0 = time.time()
     out = maze.build_maze(args.out, size=args.size, wall_density=maze.parse_density(args.wall_density),
-                          min_path=args.min_path, exact=args.exact, unique_path=args.unique_path, train=args.train, test=args.test,
-                          csvs=args.csv, test_csvs=args.test_csv, seed=args.seed, overwrite=args.overwrite,
-                          progress=not args.quiet)
+                          min_path=args.min_path, exact=args.exact, unique_path=args.unique_path,
+                          train=args.train, test=args.test, csvs=args.csv, test_csvs=args.test_csv,
+                          seed=args.seed, overwrite=args.overwrite, progress=not args.quiet)
     meta = json.loads((out / "meta.json").read_text())
     print(f"wrote {out}: train {meta['splits']['train']}, test {meta['splits']['test']} mazes, "
           f"{meta['unique_shortest_path_fraction']:.1%} with a unique shortest path ({time.time() - t0:.1f} s)")

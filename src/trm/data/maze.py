@@ -30,8 +30,8 @@ Random-wall mazes almost never have a unique shortest path (under 1% of hard one
 that a fixed tie-break picks (`shortest_paths`), and evaluation also reports whether a prediction is *a*
 shortest path (`valid_paths`). With `unique_path=True` the generator instead walls cells off the label's path,
 one at a time, until that path is the only shortest one (`make_unique`): then the label is the maze's answer,
-not one of several, and no tie-break rule has to be learned. Training augmentation turns a maze by one of the 8 dihedral transforms and labels
-it again by the same rule.
+not one of several, and no tie-break rule has to be learned. Training augmentation turns a maze by one of the
+8 dihedral transforms and labels it again by the same rule.
 
 Tokens: PAD 0, then `#`, ` `, `S`, `G`, `o` -> 1..5 (vocab 6); every cell is scored.
 """
@@ -217,7 +217,7 @@ def make_unique(open_: np.ndarray, starts: np.ndarray, goals: np.ndarray, rng: n
     on the label's path). Walls only lengthen paths and the label's path is untouched, so its length and the
     `min_path` filter stay as they were. Returns the new open mask."""
     open_ = open_.copy()
-    B, H, W = open_.shape
+    B = len(open_)
     b = np.arange(B)
     path = shortest_paths(open_, starts, goals)
     src, dst = np.zeros_like(open_), np.zeros_like(open_)
@@ -458,14 +458,16 @@ def write_csv(path, inputs: np.ndarray, labels: np.ndarray, ratings, source: str
 
 # --- building a dataset ---------------------------------------------------------------------------------
 def build_maze(out_dir, *, size: int = 30, wall_density=(0.3, 0.5), min_path: int = 110, exact: bool = False,
-               unique_path: bool = False, train: int = 1000, test: int = 1000, csvs=(), test_csvs=(), seed: int = 0, overwrite: bool = False,
-               progress: bool = True) -> Path:
+               unique_path: bool = False, train: int = 1000, test: int = 1000, csvs=(), test_csvs=(), seed: int = 0,
+               overwrite: bool = False, progress: bool = True) -> Path:
     """Generate mazes (or read Maze-Hard CSVs) and write the dataset. Training augmentation happens on the fly:
     generated mazes are turned and labelled again by the tie-break (meta "augment": "maze"); CSV mazes keep
     their own labels, turned with the maze (meta "augment": "dihedral"). The test split is used as it is.
 
     CSVs: with `test_csvs` (Maze-Hard ships train.csv and test.csv) the split is the files' own; otherwise the
     mazes of `csvs` are split with the seed (`test` of them held out). `train` > 0 keeps a seeded subsample."""
+    if unique_path and (csvs or test_csvs):
+        raise ValueError("unique_path changes generated mazes; CSV mazes keep their own labels")
     out_dir = check_out_dir(out_dir, overwrite)  # before minutes of generation, not after
     if test < (0 if test_csvs else 1) or train < 0:
         raise ValueError(f"--test must be >= 1 and --train >= 0 (got {test} and {train})")

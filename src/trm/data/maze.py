@@ -217,20 +217,21 @@ def make_unique(open_: np.ndarray, starts: np.ndarray, goals: np.ndarray, rng: n
     on the label's path). Walls only lengthen paths and the label's path is untouched, so its length and the
     `min_path` filter stay as they were. Returns the new open mask."""
     open_ = open_.copy()
-    B = len(open_)
-    b = np.arange(B)
+    flat = open_.reshape(len(open_), -1)
     path = shortest_paths(open_, starts, goals)
     src, dst = np.zeros_like(open_), np.zeros_like(open_)
-    src.reshape(B, -1)[b, starts], dst.reshape(B, -1)[b, goals] = True, True
-    while True:
-        d_s, d_g = bfs_distances(open_, src), bfs_distances(open_, dst)
-        length = d_s.reshape(B, -1)[b, goals]
-        other = (d_s >= 0) & (d_g >= 0) & (d_s + d_g == length[:, None, None]) & ~path
-        count = other.reshape(B, -1).sum(1)
-        if not count.any():
-            return open_
-        for i in np.flatnonzero(count):  # one wall per grid a round: fewer walls than closing every other cell
-            open_.reshape(B, -1)[i, rng.choice(np.flatnonzero(other[i].reshape(-1)))] = False
+    src.reshape(len(open_), -1)[np.arange(len(open_)), starts] = True
+    dst.reshape(len(open_), -1)[np.arange(len(open_)), goals] = True
+    todo = np.arange(len(open_))  # the grids that may still have another shortest path
+    while len(todo):
+        d_s, d_g = bfs_distances(open_[todo], src[todo]), bfs_distances(open_[todo], dst[todo])
+        length = d_s.reshape(len(todo), -1)[np.arange(len(todo)), goals[todo]]
+        other = (d_s >= 0) & (d_g >= 0) & (d_s + d_g == length[:, None, None]) & ~path[todo]
+        more = other.reshape(len(todo), -1).any(1)
+        for i, cells in zip(todo[more], other[more]):  # one wall a round: fewer than closing every other cell
+            flat[i, rng.choice(np.flatnonzero(cells.reshape(-1)))] = False
+        todo = todo[more]
+    return open_
 
 
 def label(questions: np.ndarray, size: int) -> np.ndarray:
@@ -467,7 +468,7 @@ def build_maze(out_dir, *, size: int = 30, wall_density=(0.3, 0.5), min_path: in
     CSVs: with `test_csvs` (Maze-Hard ships train.csv and test.csv) the split is the files' own; otherwise the
     mazes of `csvs` are split with the seed (`test` of them held out). `train` > 0 keeps a seeded subsample."""
     if unique_path and (csvs or test_csvs):
-        raise ValueError("unique_path changes generated mazes; CSV mazes keep their own labels")
+        raise ValueError("--unique-path changes generated mazes; CSV mazes keep their own labels")
     out_dir = check_out_dir(out_dir, overwrite)  # before minutes of generation, not after
     if test < (0 if test_csvs else 1) or train < 0:
         raise ValueError(f"--test must be >= 1 and --train >= 0 (got {test} and {train})")

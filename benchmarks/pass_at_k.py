@@ -33,6 +33,11 @@ def trm(*args: str) -> None:
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # one core a run
 
 
+def mean_sd(xs: list[float]) -> list[float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    return [statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arm", action="append", required=True, help="NAME=PRESET [trm train flags] (repeat)")
@@ -67,8 +72,8 @@ def main() -> None:
             if not (sweep / "sweep.json").is_file():
                 data = json.loads((run / "config.json").read_text())["train"]["data"]
                 trm("sweep", "--checkpoint", str(run), "--data", data, "--out", str(sweep), "--quiet",
-                    "--K", ",".join(map(str, Ks)), "--sigma", str(args.sigma), "--noise", args.noise, "--seeds", "0", "--limit", str(args.limit),
-                    *(["--D", str(args.D)] if args.D else []))
+                    "--K", ",".join(map(str, Ks)), "--sigma", str(args.sigma), "--noise", args.noise, "--seeds", "0",
+                    "--limit", str(args.limit), *(["--D", str(args.D)] if args.D else []))
             rows = json.loads((sweep / "sweep.json").read_text())["rows"]
             D = max(r["D"] for r in rows)
             noisy = {r["K"]: r for r in rows if r["D"] == D and r["noise"] != "none"}
@@ -77,11 +82,7 @@ def main() -> None:
                              "exact": ev["exact_accuracy"], "D": D,
                              "pass@K": {k: noisy[k]["pass@K"] for k in Ks},
                              "best-q@K": {k: noisy[k]["best-q@K"] for k in Ks}})
-        summary = {}
-        for metric in ("pass@K", "best-q@K"):
-            summary[metric] = {k: [statistics.mean(s[metric][k] for s in per_seed),
-                                   statistics.stdev(s[metric][k] for s in per_seed) if len(per_seed) > 1 else 0.0]
-                               for k in Ks}
+        summary = {m: {k: mean_sd([s[m][k] for s in per_seed]) for k in Ks} for m in ("pass@K", "best-q@K")}
         record["arms"][name] = {"command": [preset, *flags], "seeds": per_seed, **summary}
     record["rates_end"] = time_to_accuracy.rates()
 
@@ -92,10 +93,9 @@ def main() -> None:
         " | ".join(f"best-Q@{k}" for k in Ks) + " |"
     print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
     for name, a in record["arms"].items():
-        exact = [s["exact"] for s in a["seeds"]]
-        sd = statistics.stdev(exact) if len(exact) > 1 else 0.0
+        exact, sd = mean_sd([s["exact"] for s in a["seeds"]])
         cells = [f"{100 * a[m][k][0]:.1f} +- {100 * a[m][k][1]:.1f}" for m in ("pass@K", "best-q@K") for k in Ks]
-        print(f"| {name} | {100 * statistics.mean(exact):.1f} +- {100 * sd:.1f} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {100 * exact:.1f} +- {100 * sd:.1f} | " + " | ".join(cells) + " |")
     if args.record:
         rec = Path(args.record)
         rec.mkdir(parents=True, exist_ok=True)

@@ -22,24 +22,10 @@ import step_speed  # benchmarks/ is on sys.path when this script runs
 import torch
 
 from trm.model import TRM
+from trm.model.memory import saved_bytes
 from trm.presets import get_preset
 
 GRADS = ("unroll", "implicit", "neumann", "phantom")
-
-
-def saved_bytes(fn, params) -> tuple[int, object]:
-    """Bytes of the distinct storages autograd saves while fn runs (parameters excluded), and what fn returned."""
-    skip = {p.untyped_storage().data_ptr() for p in params}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in skip:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return sum(seen.values()), out
 
 
 def main() -> None:

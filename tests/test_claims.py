@@ -339,3 +339,46 @@ def test_two_settings_of_one_checkpoint_are_judged_on_their_paired_differences(t
     assert not cl.paired(c, apart) and verdict(c, apart) == "inconclusive"
     other = {**arms, "b": replace(arms["b"], runs=[run(f"x{s}", run(f"u{s}")) for s in range(3)])}
     assert not cl.paired(c, other)  # other checkpoints
+
+
+def test_a_memory_claim_measures_presets_without_training_and_plots_every_arm(tmp_path):
+    """Memory arms (`trm params --backward-memory`): one measurement a seed, the result from its printed JSON,
+    no train run; the curve draws the `also` arms beside the rule's."""
+    small = ("--d", "16", "--heads", "2", "--T", "1", "--N_sup", "2", "--puzzle_emb_dim", "16", "--batch", "2",
+             "--backward-memory", "2,4")
+    ratio = claims_spec.Metric("ratio", cl.path("ratio_last_to_first"))
+    curve = cl.Curve("implicit", "memory", "depth", "MB", lambda r: {"": ([x["depth"] for x in r["rows"]],
+                                                                        [x["saved_mb"] for x in r["rows"]])},
+                     also=("unrolled",), yscale=1.0)
+    claim = Claim("memory", "smoke", "-", "constant", (Arm("implicit", small, "memory", preset="sudoku6-deq-cpu"),
+                  Arm("unrolled", ("--fp_grad", "unroll", *small), "memory", preset="sudoku6-deq-cpu")),
+                  ratio, Range("implicit", 0.95, 1.05), curve=curve)
+    spec = Spec(TESTBED, (claim,), seeds=(0, 1, 2))
+    spec.validate()
+    p = plan(spec, tmp_path / "cache", [claim], [0, 1, 2], store=tmp_path / "store")
+    assert not [r for r in p.runs.values() if r.kind == "train"]
+    assert p.of[("memory", "implicit", 1)].argv[-3:] == ["--seed", "1", "--json"]
+    out = execute(p, launch=in_process, provenance=PROVENANCE, log=lambda *a: None)
+    assert len(out.ran) == 6 and not out.failed
+    arms = aggregate(claim, p, [0, 1, 2])
+    assert arms["implicit"].stats.values == (1.0, 1.0, 1.0) and min(arms["unrolled"].stats.values) > 1.5
+    assert verdict(claim, arms) == "holds"
+    assert len(list((tmp_path / "store").glob("memory-*.json"))) == 6
+    report = write_report(spec, p, [0, 1, 2], tmp_path / "docs" / "claims.md").read_text()
+    assert "6 memory measurements (no training)" in report and "`trm params --preset sudoku6-deq-cpu" in report
+    assert (tmp_path / "docs" / "claims" / "memory.png").stat().st_size > 1000
+    bad = Spec(TESTBED, (replace(claim, arms=(Arm("implicit", small, "memory", on="x"),)),))
+    with pytest.raises(ValueError, match="a memory arm measures a preset"):
+        bad.validate()
+
+
+def test_the_attractor_metrics_read_an_analyze_report():
+    r = {"N_sup": 16, "hypothesis": {"answer_settle_step": {"quick": {"n": 3, "mean": 1.0},
+                                                            "delayed": {"n": 1, "mean": 5.0},
+                                                            "failure": {"n": 2, "mean": 16.0}}},
+         "sae": {"feature_kinds": {"quick": {"n": 2, "fixed": 2, "cycle": 0}, "delayed": {"n": 2, "fixed": 0,
+                                                                                        "cycle": 1},
+                                   "failure": {"n": 4, "fixed": 0, "cycle": 0}}}}
+    assert claims_spec.ANSWER_SETTLES.read(r) == pytest.approx((3 * 1 + 5) / 4 / 16)
+    assert claims_spec.FEATURES_SETTLE.read(r) == pytest.approx(3 / 4)
+    assert math.isnan(claims_spec.ANSWER_SETTLES.read({"N_sup": 16, "hypothesis": {"answer_settle_step": {}}}))

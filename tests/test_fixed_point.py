@@ -399,3 +399,38 @@ def test_solver_training_curves_skip_what_is_not_a_solve(tmp_path):
     c = training_curves(m)
     assert c["train"]["step"] == [1] and c["train"]["res_mean"] == [0.5] and c["train"]["bwd_res_mean"] == [None]
     assert c["eval"]["step"] == []
+
+
+SMALL = ["--d", "16", "--heads", "2", "--T", "1", "--N_sup", "2", "--puzzle_emb_dim", "16", "--batch", "2"]
+
+
+def test_trm_params_measures_training_memory_against_depth(cli):
+    """`trm params --backward-memory`: the constant-memory claim's measurement. Implicit: the same bytes at
+    every depth; unrolled through the solve, and TRM's recursion over n, they grow with it."""
+    def measure(*flags):
+        code, out, err = cli("params", "--preset", "sudoku6-deq-cpu", *SMALL, "--backward-memory", "2,8", "--json",
+                             *flags)
+        assert code == 0, err
+        r = json.loads(out)
+        return r, [x["saved_bytes"] for x in r["rows"]]
+    r, implicit = measure()
+    assert r["depth"] == "max_iter" and r["grad"] == "implicit" and implicit[0] == implicit[1] > 0
+    assert r["ratio_last_to_first"] == 1.0
+    _, unrolled = measure("--fp_grad", "unroll")
+    assert unrolled[1] > 3 * unrolled[0] > 3 * implicit[0] / 2
+    code, out, _ = cli("params", "--preset", "sudoku6-cpu", *SMALL, "--backward-memory", "1,4", "--json")
+    trm_n = json.loads(out)
+    assert code == 0 and trm_n["depth"] == "n" and trm_n["rows"][1]["saved_bytes"] > trm_n["rows"][0]["saved_bytes"]
+    code, out, _ = cli("params", "--preset", "sudoku6-deq-cpu", *SMALL, "--backward-memory", "2")
+    assert code == 0 and "max_iter    2:" in out and "MB" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--backward-memory", "0,4"], "depths >= 1"),
+    (["--backward-memory", "2,x"], "comma-separated integers"),
+    (["--backward-memory", "2", "--batch", "0"], "--batch >= 1"),
+    (["--json"], "give --backward-memory"),
+])
+def test_trm_params_refuses_bad_memory_requests_in_one_line(cli, argv, words):
+    code, _, err = cli("params", "--preset", "sudoku6-deq-cpu", *argv)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1

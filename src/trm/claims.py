@@ -1,8 +1,9 @@
 """The claims table: every arm of every claim of the papers, run over seeds on one CPU testbed, each run cached,
 and the verdicts written up as docs/claims.md (`trm claims`; what is claimed lives in trm.claims_spec).
 
-A run is one arm at one seed: a `trm train` (the budget counts training time only, one thread), or a
-`trm eval`/`trm sweep`/`trm analyze` on the checkpoint of a train arm at the same seed. Its folder is named by
+A run is one arm at one seed: a `trm train` (the budget counts training time only, one thread), a
+`trm eval`/`trm sweep`/`trm analyze` on the checkpoint of a train arm at the same seed, or a `trm params
+--backward-memory` measurement of a preset (no training). Its folder is named by
 a hash of what decides its result (the arm's preset, what it resolves to, and flags, the seed, the testbed, the
 budget; not the commit, so a new commit reuses old runs: each run records its own commit). A finished run is
 reused, a killed `trm train` resumed from its checkpoint with the training time it has left.
@@ -33,8 +34,8 @@ from typing import Literal
 
 from .atomic import atomic_write_json
 
-Kind = Literal["train", "eval", "sweep", "analyze"]
-KINDS = ("train", "eval", "sweep", "analyze")
+Kind = Literal["train", "eval", "sweep", "analyze", "memory"]
+KINDS = ("train", "eval", "sweep", "analyze", "memory")
 Z = 2.0          # a difference counts when it is beyond Z combined standard errors
 MIN_SEEDS = 3    # fewer seeds: inconclusive, whatever the numbers
 STEPS_UNBOUNDED = 100_000  # a testbed's steps at this or more: more than fit, so its minutes decide
@@ -73,7 +74,7 @@ class Arm:
     name: str
     flags: tuple[str, ...] = ()      # flags of its trm command (train: on top of the preset and testbed flags)
     kind: Kind = "train"
-    preset: str = ""                 # train: the preset (default: the testbed's)
+    preset: str = ""                 # train, memory: the preset (default: the testbed's)
     on: str = ""                     # eval/sweep/analyze: the train arm of the claim whose checkpoints it uses
     checkpoint: str = ""             # eval/sweep: one fixed checkpoint (a run folder) instead of a train arm's;
                                      # the seed is then the noise seed (--seeds)
@@ -194,13 +195,17 @@ Rule = Lower | Higher | Close | Range
 
 @dataclass(frozen=True)
 class Curve:
-    """A plot of one arm's runs, mean +- std over seeds: `series` turns a run's result into named (xs, ys)."""
+    """A plot of one arm's runs (and of the `also` arms', the series then named by arm), mean +- std over
+    seeds: `series` turns a run's result into named (xs, ys); ys are drawn times `yscale` (100: percent)."""
     arm: str
     title: str
     xlabel: str
     ylabel: str
     series: Callable[[dict], dict[str, tuple[list[float], list[float]]]]
     xlog: bool = False
+    also: tuple[str, ...] = ()
+    yscale: float = 100.0
+    ylog: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,13 +243,19 @@ class Spec:
                 if a.checkpoint or a.data:
                     _check_checkpoint_arm(c, a)
                     continue
+                if a.kind == "memory":
+                    if a.on:
+                        raise ValueError(f"claims spec: arm {c.name}/{a.name}: a memory arm measures a preset "
+                                         "(preset=), on no train arm")
+                    continue
                 if (a.kind == "train") == bool(a.on) or (a.on and arms.get(a.on, a).kind != "train"):
                     raise ValueError(f"claims spec: arm {c.name}/{a.name}: a {a.kind} arm "
                                      + ("names no train arm" if a.kind != "train" else "cannot be 'on' another arm")
                                      + " (on= names a train arm of the same claim)")
-            missing = [a for a in c.rule.arms() if a not in arms]
-            if missing or (c.curve and c.curve.arm not in arms):
-                raise ValueError(f"claims spec: claim {c.name} refers to arm {(missing or [c.curve.arm])[0]}, "
+            missing = [a for a in (*c.rule.arms(), *((c.curve.arm, *c.curve.also) if c.curve else ()))
+                       if a not in arms]
+            if missing:
+                raise ValueError(f"claims spec: claim {c.name} refers to arm {missing[0]}, "
                                  f"not among {', '.join(arms)}")
 
     def select(self, names: list[str] | None) -> list[Claim]:
@@ -309,7 +320,7 @@ class Run:
     @property
     def result_path(self) -> Path:
         return self.dir / {"train": "eval.json", "eval": "result.json", "sweep": "sweep.json",
-                           "analyze": "report/report.json"}[self.kind]
+                           "analyze": "report/report.json", "memory": "result.json"}[self.kind]
 
     @property
     def record_path(self) -> Path:
@@ -420,6 +431,13 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
                     run = Run(key, "train", d, argv, ident, est + TRAIN_OVERHEAD_MIN)
                 elif a.checkpoint:
                     run = _checkpoint_run(a, s, cache, datasets, weights)
+                elif a.kind == "memory":
+                    preset = a.preset or tb.preset
+                    ident = {"kind": "memory", "preset": preset, "config": preset_fingerprint(preset),
+                             "flags": list(a.flags), "seed": s}
+                    key = _key(ident)
+                    argv = ["params", "--preset", preset, *a.flags, "--seed", str(s), "--json"]
+                    run = Run(key, "memory", cache / "runs" / f"memory-{key}", argv, ident, a.minutes)
                 else:
                     parent = of[(c.name, a.on, s)]
                     ident = {"kind": a.kind, "flags": list(a.flags), "on": parent.key}
@@ -573,12 +591,13 @@ def _run_one(run: Run, launch: Launch, provenance: dict | None, log) -> bool:
     atomic_write_json(run.record_path, record)
     log(f"[{time.strftime('%H:%M:%S')}] {run.labels[0]}: trm {shlex.join(argv)}")
     logfile, stdout = run.log_path, run.dir.parent / f"{run.dir.name}.stdout.json"
-    if run.kind == "eval":
+    printed = run.kind in ("eval", "memory")  # `trm eval --json`, `trm params --json`: the result on stdout
+    if printed:
         stdout.unlink(missing_ok=True)
     t0 = time.monotonic()
-    code = launch(argv, stdout if run.kind == "eval" else logfile, logfile)
+    code = launch(argv, stdout if printed else logfile, logfile)
     ok = code == 0
-    if ok and run.kind == "eval":  # `trm eval --json` prints one JSON object: the result
+    if ok and printed:  # one JSON object: the result
         try:
             atomic_write_json(run.result_path, json.loads(stdout.read_text().strip().splitlines()[-1]))
         except (OSError, ValueError, IndexError):
@@ -607,7 +626,7 @@ def build_datasets(p: Plan, *, progress: bool = False, log=print) -> None:
     """The datasets of the checkpoint arms still to run (a preset's recipe, as `trm train` builds it)."""
     from .data.recipes import build_preset_data
     from .presets import get_preset
-    need = {r.ident["data"] for u in pending(p) for r in u if r.parent is None and r.kind != "train"}
+    need = {r.ident.get("data") for u in pending(p) for r in u if r.parent is None and r.kind != "train"}
     for data, preset in p.datasets.items():
         if data.name in need and not (data / "meta.json").is_file():
             log(f"building {preset}'s dataset in {data} ...")

@@ -47,10 +47,13 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
         budget = p.budgets[c.name]
         keys = {p.of[(c.name, a.name, s)].key: a.kind for a in c.arms for s in seeds}
         n_train = sum(k == "train" for k in keys.values())
-        n_other = len(keys) - n_train
+        n_memory = sum(k == "memory" for k in keys.values())
+        n_other = len(keys) - n_train - n_memory
         per_run = f"{p.steps} steps (<= {budget:g} min)" if p.steps < STEPS_UNBOUNDED else f"{budget:g} min"
         cost = (f"{per_run} x {n_train} train runs" + (f" + {n_other} on their checkpoints" if n_other else "")
-                if n_train else f"{n_other} runs on fixed checkpoints")
+                if n_train else f"{n_other} runs on fixed checkpoints" if n_other else "")
+        if n_memory:
+            cost += (" + " if cost else "") + f"{n_memory} memory measurements (no training)"
         rows.append(f"| {c.name} | {c.source} | {c.paper_figure} | {ours} | {n} | **{v}** | {cost} | "
                     f"`trm claims --claims {c.name}` |")
         lines = [f"### {c.name}", "", c.statement, "",
@@ -126,16 +129,22 @@ def _machine_line(m: dict) -> str:
             + (f", bf16 {bf16} GFLOP/s" if bf16 is not None else ", no hardware bf16") + ")")
 
 
-def _plot(c: Claim, arms: dict[str, ArmResult], path: Path) -> Path | None:
-    """The curve of the claim's arm: each series' mean over the seeds, the band one std."""
-    runs = arms[c.curve.arm].runs
-    per_seed = []
-    for run in runs:
+def _series(c: Claim, arm: ArmResult) -> list[dict]:
+    """The curve's named series of each of an arm's runs (a run whose result lacks them is left out)."""
+    out = []
+    for run in arm.runs:
         try:
-            per_seed.append(c.curve.series(run.result() or {}))
+            out.append(c.curve.series(run.result() or {}))
         except (KeyError, IndexError, TypeError, ValueError):
             continue
-    if not per_seed:
+    return out
+
+
+def _plot(c: Claim, arms: dict[str, ArmResult], path: Path) -> Path | None:
+    """The curve of the claim's arm(s): each series' mean over the seeds, the band one std."""
+    names = (c.curve.arm, *c.curve.also)
+    per_arm = {name: _series(c, arms[name]) for name in names}
+    if not any(per_arm.values()):
         return None
     try:
         import matplotlib
@@ -143,16 +152,20 @@ def _plot(c: Claim, arms: dict[str, ArmResult], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    k = c.curve.yscale
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, (xs, _) in per_seed[0].items():
-        ys = [s[name][1] for s in per_seed if name in s and list(s[name][0]) == list(xs)]
-        mean = [sum(v) / len(v) for v in zip(*ys)]
-        sd = [Stats(tuple(v)).std for v in zip(*ys)]
-        ax.plot(xs, [100 * m for m in mean], "o-", ms=4, label=f"{name} ({len(ys)} seed{'s' if len(ys) > 1 else ''})")
-        ax.fill_between(xs, [100 * (m - d) for m, d in zip(mean, sd)], [100 * (m + d) for m, d in zip(mean, sd)],
-                        alpha=0.2)
+    for arm, per_seed in per_arm.items():
+        for name, (xs, _) in (per_seed[0].items() if per_seed else ()):
+            ys = [s[name][1] for s in per_seed if name in s and list(s[name][0]) == list(xs)]
+            mean = [sum(v) / len(v) for v in zip(*ys)]
+            sd = [Stats(tuple(v)).std for v in zip(*ys)]
+            label = f"{arm}: {name}" if len(names) > 1 and name else name or arm
+            seeds = f"{len(ys)} seed{'s' if len(ys) > 1 else ''}"
+            ax.plot(xs, [k * m for m in mean], "o-", ms=4, label=f"{label} ({seeds})")
+            ax.fill_between(xs, [k * (m - d) for m, d in zip(mean, sd)], [k * (m + d) for m, d in zip(mean, sd)],
+                            alpha=0.2)
     ax.set(xlabel=c.curve.xlabel, ylabel=c.curve.ylabel, title=c.curve.title,
-           xscale="log" if c.curve.xlog else "linear")
+           xscale="log" if c.curve.xlog else "linear", yscale="log" if c.curve.ylog else "linear")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

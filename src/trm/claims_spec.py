@@ -41,8 +41,34 @@ def _settled(r: dict) -> float:
 
 
 SETTLED = Metric("fraction of deterministic failures at a fixed point or cycle at step D", _settled)
-ESCAPED = Metric("fraction of deterministic failures solved by some noisy rollout (latent noise)",
-                 path("interventions", "latent_noise", "pass@K"))
+ESCAPED = Metric("fraction of deterministic failures solved by some of K rollouts from a noisy initial state "
+                 "(sigma 1.0, the attractor study's intervention)", path("interventions", "init_noise", "pass@K"))
+ESCAPED_LATENT = Metric("fraction of deterministic failures solved by some of K rollouts with latent noise "
+                        "(PTRM's, sigma 0.3)", path("interventions", "latent_noise", "pass@K"))
+ESCAPED_STEPS = Metric("fraction of deterministic failures solved by running twice the supervision steps",
+                       path("interventions", "more_steps", "solved"))
+
+
+def _successes(r: dict, table: dict) -> list[dict]:
+    return [table[m] for m in ("quick", "delayed") if table.get(m, {}).get("n")]
+
+
+def _answer_settle(r: dict) -> float:
+    ok = _successes(r, r["hypothesis"]["answer_settle_step"])
+    n = sum(x["n"] for x in ok)
+    return sum(x["mean"] * x["n"] for x in ok) / n / r["N_sup"] if n else math.nan
+
+
+def _features_settled(r: dict) -> float:
+    ok = _successes(r, r["sae"]["feature_kinds"])
+    n = sum(x["n"] for x in ok)
+    return sum(x["fixed"] + x["cycle"] for x in ok) / n if n else math.nan
+
+
+ANSWER_SETTLES = Metric("mean supervision step from which a solved puzzle's predicted answer no longer changes, "
+                        "as a fraction of N_sup", _answer_settle)
+FEATURES_SETTLE = Metric("fraction of solved puzzles whose SAE feature trajectory ends at a fixed point or a cycle",
+                         _features_settled)
 
 RANDOM_PICK = Metric("mean exact accuracy of one noisy rollout (what a random pick among the K gets)",
                      path("scores", -1, "mean rollout accuracy"))
@@ -59,6 +85,26 @@ _NOISY = ("--K", "8", "--sigma", "0.3", "--noise", "z", "--select", "best-q", "-
 _NOISY_INIT = ("--K", "8", "--sigma", "0.3", "--noise", "init", "--select", "best-q", "--limit", "300")
 # width against depth at equal compute: one sampling run at K 4, D 64 gives every (K, D) point of the grid
 _SWEEP = ("--K", "1,2,4", "--sigma", "0.3", "--D", "4,8,16,32,64", "--noise", "z", "--seeds", "0", "--limit", "200")
+
+
+def _residual(r: dict) -> dict[str, tuple[list[float], list[float]]]:
+    """The solver's mean relative residual after each iteration, at the first and the last supervision step
+    (a residual rounded to 0 is left out of the log plot)."""
+    by_step = r["solver"]["mean_by_step"]
+    out = {}
+    for i in (0, len(by_step) - 1):
+        ys = [v if v > 0 else math.nan for v in by_step[i]]
+        out[f"supervision step {i + 1}"] = (list(range(1, len(ys) + 1)), ys)
+    return out
+
+
+WITHIN_TOL = Metric("share of supervision steps whose solve meets the tolerance within the trained cap",
+                    lambda r: r["solver"]["steps_within_tol_at_cap"] / len(r["solver"]["mean_by_step"]))
+_DEPTHS = ("--backward-memory", "2,4,8,16,32")
+
+
+def _memory(r: dict) -> dict[str, tuple[list[float], list[float]]]:
+    return {"": ([x["depth"] for x in r["rows"]], [x["saved_mb"] for x in r["rows"]])}
 
 
 def _width_depth(r: dict) -> dict[str, tuple[list[float], list[float]]]:
@@ -167,9 +213,22 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("failures-settle", "attractor study (trm analyze)", "-", "Deterministic failures settle into attractors: "
           "more than half of them sit at a fixed point or a cycle after D steps.",
           (TRM, Arm("analyze", (), "analyze", on="trm", minutes=5)), SETTLED, Range("analyze", 0.5)),
-    Claim("noise-escapes", "attractor study (trm analyze)", "-", "Latent noise gets failures out of their "
-          "attractors: some of K noisy rollouts solves more than a quarter of the deterministic failures.",
-          (TRM, Arm("analyze", (), "analyze", on="trm", minutes=5)), ESCAPED, Range("analyze", 0.25)),
+    Claim("noise-escapes", "attractor study (trm analyze)", "-", "Noise on the initial state gets failures out of "
+          "their attractors: some of K rollouts from a noisy initial state solves more than a quarter of the "
+          "deterministic failures. Beside it, for comparison, PTRM's latent noise and more supervision steps "
+          "(twice N_sup) on the same failures.",
+          (TRM, Arm("analyze", (), "analyze", on="trm", minutes=5),
+           Arm("latent-noise", (), "analyze", on="trm", metric=ESCAPED_LATENT, minutes=5),
+           Arm("more-steps", (), "analyze", on="trm", metric=ESCAPED_STEPS, minutes=5)),
+          ESCAPED, Range("analyze", 0.25)),
+    Claim("hypothesis-early", "attractor study (trm analyze)", "-", "A hypothesis forms early: on the puzzles the "
+          "model solves, the predicted answer stops changing within the first quarter of the supervision steps "
+          "(mean over solved puzzles, below 0.25 N_sup).",
+          (TRM, Arm("analyze", (), "analyze", on="trm", minutes=5)), ANSWER_SETTLES, Range("analyze", 0.0, 0.25)),
+    Claim("features-settle", "attractor study (trm analyze)", "-", "Then the features settle: on the puzzles the "
+          "model solves, the SAE features' trajectory (on z) ends at a fixed point or a cycle for more than half "
+          "of them.", (TRM, Arm("analyze", (), "analyze", on="trm", minutes=5)), FEATURES_SETTLE,
+          Range("analyze", 0.5)),
     # the fixed-point (Attractor Models) and Mamba-2 variants, on the same testbed and budget
     Claim("fixed-point", "Attractor Models (arXiv 2605.12466)", "91.4% vs 87.4% (Sudoku-Extreme, 27M)",
           "Solving the latent recursion for its fixed point (Anderson, implicit gradient) is at least as accurate "
@@ -177,11 +236,31 @@ CLAIMS: tuple[Claim, ...] = (
           (TRM, Arm("anderson", preset="sudoku6-deq-cpu")), EXACT, Close("anderson", "trm", 0.03)),
     Claim("equilibrium-internalization", "Attractor Models (arXiv 2605.12466)", "the solver can be dropped at "
           "inference", "After training, the first proposal is already near equilibrium: the fixed-point model "
-          "evaluated with its solver cut to one iteration is within 3 points of the full solve.",
+          "evaluated with its solver cut to one iteration is within 3 points of the full solve. The curve: the "
+          "residual against the solver's iterations on the trained model (`trm analyze`, 32 test puzzles, 64 "
+          "iterations, the tolerance off).",
           (Arm("anderson", preset="sudoku6-deq-cpu"),
            Arm("one-iteration", ("--max-iter", "1"), "eval", on="anderson", minutes=2),
-           Arm("full-solve", (), "eval", on="anderson", minutes=3)),
-          EXACT, Close("one-iteration", "full-solve", 0.03)),
+           Arm("full-solve", (), "eval", on="anderson", minutes=3),
+           Arm("residual", ("--limit", "200"), "analyze", on="anderson", metric=WITHIN_TOL, minutes=4)),
+          EXACT, Close("one-iteration", "full-solve", 0.03),
+          curve=Curve("residual", "residual against solver iteration (trained fixed-point model)",
+                      "solver iteration", "relative residual ||f(z) - z|| / ||f(z)||", _residual, yscale=1.0,
+                      ylog=True)),
+    Claim("constant-memory", "Attractor Models (arXiv 2605.12466)", "constant training memory in depth",
+          "With the implicit gradient, what a training step keeps for its backward does not grow with the solver's "
+          "iterations: at 32 iterations it is within 5% of that at 2 (unrolled through the solve, it grows with "
+          "them; TRM's own last recursion grows with n). Measured by `trm params --backward-memory` on each preset's "
+          "model (the bytes of the tensors autograd saves, weights excluded; batch 16, random puzzles): a count, "
+          "the same at every seed.",
+          (Arm("implicit", _DEPTHS, "memory", preset="sudoku6-deq-cpu", minutes=1),
+           Arm("unrolled", ("--fp_grad", "unroll", *_DEPTHS), "memory", preset="sudoku6-deq-cpu", minutes=1),
+           Arm("trm-n", _DEPTHS, "memory", minutes=1)),
+          Metric("bytes kept for the backward at depth 32, as a % of those at depth 2",
+                 path("ratio_last_to_first")), Range("implicit", 0.95, 1.05),
+          curve=Curve("implicit", "training memory against depth", "depth: solver iterations (max_iter, tol 0) or n",
+                      "MB kept for the backward (batch 16)", _memory, xlog=True, also=("unrolled", "trm-n"),
+                      yscale=1.0)),
     Claim("mamba2-small-grids", "TRM + Mamba-2 (arXiv 2602.12078)", "on small grids dense mixing wins",
           "On a small fixed grid a Mamba-2 (SSD) token mixer is less accurate than MLP-T at the same training time "
           "(the paper's ARC-AGI gain, pass@2 45.9 vs 43.9, is at ARC scale, which this testbed is not).",

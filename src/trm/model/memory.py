@@ -89,3 +89,35 @@ def check_train_memory(cfg: ModelConfig, batch_size: int, device: torch.device, 
                          f"{device} has {free / 2**30:.1f} GiB available: use a smaller --batch_size (about "
                          f"{fits} fits) (TRM_SKIP_MEMORY_CHECK=1 to try anyway)")
     return need
+
+
+def saved_bytes(fn, params) -> tuple[int, object]:
+    """Bytes of the distinct storages autograd saves for the backward while fn() runs (the storages of
+    `params` excluded), and what fn returned."""
+    skip = {p.untyped_storage().data_ptr() for p in params}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        if s.data_ptr() not in skip:
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sum(seen.values()), out
+
+
+def saved_for_backward(model, batch_size: int, *, seed: int = 0) -> int:
+    """Measured, not estimated: the bytes of the tensors autograd keeps for the backward of one training
+    supervision step of `model` (from the initial carry, on random puzzles drawn from `seed`), the weights
+    excluded. What grows with depth shows here: TRM's last recursion (n + 1 calls) or a fixed-point model's
+    solve under each gradient (unrolled: every iteration; implicit: none of them)."""
+    cfg = model.cfg
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(1, cfg.vocab_size, (batch_size, cfg.seq_len), generator=g).to(device)
+    ids = torch.zeros(batch_size, dtype=torch.long, device=device)
+    model.train()
+    saved, _ = saved_bytes(lambda: model(model.initial_carry(batch_size, device), inputs, ids), model.parameters())
+    model.pop_jacobian_loss()  # the penalty's graph (jac_penalty > 0) is counted above, not kept
+    return saved

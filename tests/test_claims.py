@@ -175,11 +175,23 @@ def test_the_report_has_one_row_per_claim_with_its_command_and_a_verdict(swept, 
     assert "`trm train --preset sudoku4-cpu --d 16" in text and "--ema 0 --data DATA --seed 0" in text
     assert "`trm eval --checkpoint CKPT --data DATA --json" in text
     assert "smoke CPU" in text and "0123abc" in text and "2 SE" in text
+    assert "| base | train | the checkpoints the arms below score |" in text  # sampled's source arm, no number
+    assert "The 6 runs behind this table took" in text and "None: every row with a verdict agrees" in text
     # a step budget is what decides (the minutes only cap it): the testbed's text and each row's budget say so
     assert "Every training run: 4 optimizer steps" in text and "4 steps (<= 0.5 min) x 4 train runs" in rows[0]
     unbounded = replace(SMOKE, testbed=replace(TESTBED, steps=cl.STEPS_UNBOUNDED))
     text = write_report(unbounded, plan(unbounded, cache, list(SMOKE.claims), [0, 1]), [0, 1], out).read_text()
     assert "Every training run: 0.5 minutes of training time" in text and "| 0.5 min x 4 train runs" in text
+
+
+def test_a_row_that_does_not_hold_is_listed_with_its_reading(swept, tmp_path, monkeypatch):
+    import trm.claims_report as report
+    cache = swept[0]
+    spec = replace(SMOKE, claims=(replace(SMOKE.claims[0], reading="the budget is too short"), *SMOKE.claims[1:]))
+    monkeypatch.setattr(report, "verdict", lambda c, arms: "does not hold" if c.name == "ema" else "holds")
+    text = write_report(spec, plan(spec, cache, list(spec.claims), [0, 1]), [0, 1], tmp_path / "c.md").read_text()
+    assert "- **ema** (does not hold): the budget is too short" in text
+    assert "Verdict: **does not hold**. Reading: the budget is too short" in text
 
 
 def test_claims_selects_a_subset_and_reuses_the_cache(swept, cli, monkeypatch, tmp_path):

@@ -36,8 +36,8 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
     """docs/claims.md (atomically) and its plots in docs/claims/, from what the cache holds for every claim of
     `p` (plan them all, not only those run now)."""
     tb = replace(spec.testbed, steps=p.steps)  # --steps, where given, is the budget the runs had
-    rows, sections, plots = [], [], []
-    machines, commits = {}, set()
+    rows, sections, plots, departs = [], [], [], []
+    machines, commits, seconds = {}, set(), {}
     for c in spec.claims:
         arms = aggregate(c, p, seeds)
         v = verdict(c, arms)
@@ -59,16 +59,18 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
         lines = [f"### {c.name}", "", c.statement, "",
                  f"Rule: {c.rule.describe()} ({_metrics(c)}"
                  + ("; paired: both arms score the same checkpoint at each seed" if paired(c, arms) else "")
-                 + f"). Verdict: **{v}**.", "",
+                 + f"). Verdict: **{v}**." + (f" Reading: {c.reading}" if c.reading else ""), "",
                  "| arm | kind | per seed (%) | mean ± std (n) | SE | command (first seed) |",
                  "|---|---|---|---|---|---|"]
         for name, r in arms.items():
-            lines.append(_arm_row(name, r, p, p.of.get((c.name, name, seeds[0]))))
+            source = r.arm.kind == "train" and name not in c.rule.arms() and not r.stats.n  # a checkpoint only
+            lines.append(_arm_row(name, r, p, p.of.get((c.name, name, seeds[0])), source))
             for run in r.runs:
                 rec = run.record()
                 if rec.get("machine"):
                     machines[rec["machine"].get("cpu", "?")] = rec["machine"]
                 commits.add(rec.get("git_commit") or "unknown")
+                seconds[run.key] = float(rec.get("seconds") or 0.0)
         if c.curve is not None:
             img = _plot(c, arms, out.parent / "claims" / f"{c.name}.png")
             if img is not None:
@@ -76,6 +78,8 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
                 lines += ["", f"![{c.curve.title}]({rel})"]
                 plots.append(f"- [{c.curve.title}]({rel}) ({c.name})")
         sections.append("\n".join(lines))
+        if v == "does not hold" or v == "inconclusive":
+            departs.append(f"- **{c.name}** ({v}): {c.reading or 'no reading written yet.'}")
     text = _TEMPLATE.format(
         date=time.strftime("%Y-%m-%d"),
         preset=tb.preset, size=tb.size, train=tb.train_puzzles, test=tb.test_puzzles, seed=tb.data_seed,
@@ -83,7 +87,9 @@ def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
         data_cmd=_cmd(tb.data_argv(Path("DATA"))), data=p.data, seeds=", ".join(map(str, seeds)), z=f"{Z:g}",
         min_seeds=MIN_SEEDS, commits=", ".join(sorted(commits)) or "none yet",
         machines="\n".join(f"- {_machine_line(m)}" for m in machines.values()) or "- none yet (no run recorded)",
-        rows="\n".join(rows), sections="\n\n".join(sections), plots="\n".join(plots) or "None yet.")
+        rows="\n".join(rows), sections="\n\n".join(sections), plots="\n".join(plots) or "None yet.",
+        departs="\n".join(departs) or "None: every row with a verdict agrees with its paper.",
+        hours=f"{sum(seconds.values()) / 3600:.1f}", n_runs=len(seconds))
     atomic_write_bytes(out, text.encode())
     return out
 
@@ -97,7 +103,7 @@ def _metrics(c: Claim) -> str:
     return "; ".join(f"{name}: {label}" for name, label in labels.items())
 
 
-def _arm_row(name: str, r: ArmResult, p: Plan, run: Run | None) -> str:
+def _arm_row(name: str, r: ArmResult, p: Plan, run: Run | None, source: bool = False) -> str:
     subst = {str(p.data): "DATA", **{str(d): f"DATA({preset})" for d, preset in p.datasets.items()}}
     if run is not None:
         subst[str(run.dir)] = "RUN"
@@ -105,7 +111,9 @@ def _arm_row(name: str, r: ArmResult, p: Plan, run: Run | None) -> str:
             subst[str(run.parent.dir)] = "CKPT"
     cmd = _cmd([subst.get(x, x) for x in run.argv]) if run is not None else "-"
     per = ", ".join(f"s{s}: {100 * x:.1f}" for s, x in zip(r.seeds, r.stats.values)) or "-"
-    if r.failed:
+    if source:  # a train arm whose checkpoints the claim's test-time arms score: their metric is not its
+        per = "the checkpoints the arms below score"
+    elif r.failed:
         per += f" (no number: seed {', '.join(map(str, r.failed))})"
     if r.arm.kind == "train" and r.runs:  # the steps a budget in minutes allowed
         steps = [(x.result() or {}).get("step", 0) for x in r.runs]
@@ -241,9 +249,19 @@ testbed, so a row compares the direction of an effect, not its size.
 |---|---|---|---|---|---|---|---|
 {rows}
 
+## Where ours does not bear the paper out
+
+Rows that do not hold or stay inconclusive, with the likeliest reason (scale, task, budget). A reading is
+written after the runs; it explains a verdict and never changes the rule that gave it.
+
+{departs}
+
 ## The machines
 
 {machines}
+
+The {n_runs} runs behind this table took {hours} CPU-hours (their recorded wall time, one core each);
+`trm claims --dry-run` estimates what a fresh cache would take and what is left.
 
 Commits of the runs: {commits}.
 

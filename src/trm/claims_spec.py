@@ -281,7 +281,8 @@ CLAIMS: tuple[Claim, ...] = (
           "the map has not yet internalized its equilibrium, which the paper reports after full training. The curve "
           "shows where the cost is: the first supervision step's solve starts at a residual of 0.45-0.58 and is "
           "still at 0.011-0.026 after the trained cap of 8 iterations (13-15 to reach 1e-3), while later steps "
-          "start near the fixed point (about 1e-5 at step 16): cutting the solver loses the first step's answer.",
+          "start near the fixed point (about 1e-5 at step 16): a one-iteration solve is far from equilibrium where the "
+          "recursion starts, not where it ends.",
           curve=Curve("residual", "residual against solver iteration (trained fixed-point model)",
                       "solver iteration", "relative residual ||f(z) - z|| / ||f(z)||", _residual, yscale=1.0,
                       ylog=True)),

@@ -220,8 +220,9 @@ class Claim:
     budget: float | None = None      # training minutes per run (None: the testbed's)
     curve: Curve | None = None
     waits_for: str = ""              # the issue whose flags the arms need: not run until they exist
-    reading: str = ""                # what the verdict means where it departs from the paper (its likeliest
-                                     # reason: scale, task, budget), written after the runs; never changes the rule
+    reading: str = ""                # what the verdict means where it departs from the paper or holds at
+                                     # another size (the likeliest reason: scale, task, budget), written after
+                                     # the runs; it never changes the rule
 
 
 @dataclass(frozen=True)

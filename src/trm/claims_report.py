@@ -185,8 +185,9 @@ def _plot(c: Claim, arms: dict[str, ArmResult], path: Path) -> Path | None:
 
 _TEMPLATE = """# Claims: the papers' figures beside ours
 
-Each row is a claim of the TRM paper (arXiv 2510.04871), the PTRM paper (arXiv 2605.19943) or this project's
-attractor study, tested on one small CPU testbed over several seeds. Written by `trm claims` on {date} from
+Each row is a claim of the TRM paper (arXiv 2510.04871), the PTRM paper (arXiv 2605.19943), this project's
+attractor study, Attractor Models (arXiv 2605.12466) or TRM with Mamba-2 (arXiv 2602.12078), tested on one small
+CPU testbed over several seeds. Written by `trm claims` on {date} from
 the runs in its cache; do not edit by hand. The claims, their arms and their rules are Python in
 `src/trm/claims_spec.py`, the runner is `src/trm/claims.py`.
 

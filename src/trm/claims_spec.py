@@ -49,18 +49,18 @@ ESCAPED_STEPS = Metric("fraction of deterministic failures solved by running twi
                        path("interventions", "more_steps", "solved"))
 
 
-def _successes(r: dict, table: dict) -> list[dict]:
+def _successes(table: dict) -> list[dict]:
     return [table[m] for m in ("quick", "delayed") if table.get(m, {}).get("n")]
 
 
 def _answer_settle(r: dict) -> float:
-    ok = _successes(r, r["hypothesis"]["answer_settle_step"])
+    ok = _successes(r["hypothesis"]["answer_settle_step"])
     n = sum(x["n"] for x in ok)
     return sum(x["mean"] * x["n"] for x in ok) / n / r["N_sup"] if n else math.nan
 
 
 def _features_settled(r: dict) -> float:
-    ok = _successes(r, r["sae"]["feature_kinds"])
+    ok = _successes(r["sae"]["feature_kinds"])
     n = sum(x["n"] for x in ok)
     return sum(x["fixed"] + x["cycle"] for x in ok) / n if n else math.nan
 

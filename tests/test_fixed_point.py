@@ -428,7 +428,7 @@ def test_trm_params_measures_training_memory_against_depth(cli):
 @pytest.mark.parametrize("argv, words", [
     (["--backward-memory", "0,4"], "depths >= 1"),
     (["--backward-memory", "2,x"], "comma-separated integers"),
-    (["--backward-memory", "2", "--batch", "0"], "--batch >= 1"),
+    (["--backward-memory", "2", "--batch", "0"], "--batch must be >= 1"),
     (["--json"], "give --backward-memory"),
 ])
 def test_trm_params_refuses_bad_memory_requests_in_one_line(cli, argv, words):

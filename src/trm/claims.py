@@ -377,6 +377,12 @@ def _key(ident: dict) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _folder(cache: Path, ident: dict) -> tuple[str, Path]:
+    """A run's key and its folder in the cache, both from what it is (`ident`, which names its kind)."""
+    key = _key(ident)
+    return key, cache / "runs" / f"{ident['kind']}-{key}"
+
+
 def weights_fingerprint(run_dir: Path) -> str | None:
     """A hash of a checkpoint's weights (a run folder or a shipped model's), None when there are none."""
     for cand in (run_dir / "checkpoint" / "model.safetensors", run_dir / "model.safetensors"):
@@ -425,8 +431,7 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
                     ident = {"kind": "train", "preset": preset, "config": preset_fingerprint(preset),
                              "flags": [*tb.flags, *a.flags], "seed": s,
                              "data": data.name, "steps": tb.steps, "minutes": budget}
-                    key = _key(ident)
-                    d = cache / "runs" / f"train-{key}"
+                    key, d = _folder(cache, ident)
                     argv = ["train", "--preset", preset, *tb.flags, *a.flags, "--data", str(data), "--seed", str(s),
                             "--steps", str(tb.steps), "--time-budget", f"{budget:g}", "--budget_clock", "train",
                             "--threads", "1", "--quiet", "--out", str(d)]
@@ -438,14 +443,13 @@ def plan(spec: Spec, cache: Path, claims: list[Claim], seeds: list[int], minutes
                     preset = a.preset or tb.preset
                     ident = {"kind": "memory", "preset": preset, "config": preset_fingerprint(preset),
                              "flags": list(a.flags), "seed": s}
-                    key = _key(ident)
+                    key, d = _folder(cache, ident)
                     argv = ["params", "--preset", preset, *a.flags, "--seed", str(s), "--json"]
-                    run = Run(key, "memory", cache / "runs" / f"memory-{key}", argv, ident, a.minutes)
+                    run = Run(key, "memory", d, argv, ident, a.minutes)
                 else:
                     parent = of[(c.name, a.on, s)]
                     ident = {"kind": a.kind, "flags": list(a.flags), "on": parent.key}
-                    key = _key(ident)
-                    d = cache / "runs" / f"{a.kind}-{key}"
+                    key, d = _folder(cache, ident)
                     common = ["--checkpoint", str(parent.dir), "--data", str(data)]
                     argv = {"eval": ["eval", *common, "--json", "--quiet", *a.flags],
                             "sweep": ["sweep", *common, "--out", str(d), "--quiet", *a.flags],
@@ -471,8 +475,7 @@ def _checkpoint_run(a: Arm, seed: int, cache: Path, datasets: dict, weights: dic
     datasets[data] = a.data
     ident = {"kind": a.kind, "flags": list(a.flags), "checkpoint": ckpt.name, "weights": weights[ckpt],
              "data": data.name, "seed": seed}
-    key = _key(ident)
-    d = cache / "runs" / f"{a.kind}-{key}"
+    key, d = _folder(cache, ident)
     common = ["--checkpoint", str(ckpt), "--data", str(data)]
     head = ["eval", *common, "--json"] if a.kind == "eval" else ["sweep", *common, "--out", str(d)]
     argv = [*head, "--quiet", *a.flags, "--seeds", str(seed)]

@@ -10,6 +10,7 @@ from ..model import TRM, ModelConfig, count_parameters
 from ..presets import PRESETS
 from ..sampling import SAMPLER_PRESETS
 from .common import UserError, add_field_flags, int_list, resolve_preset
+from .preflight import check_flags
 
 
 def add_parsers(sub) -> None:
@@ -67,8 +68,9 @@ def backward_memory(preset, args) -> None:
 
     from ..model.memory import saved_for_backward
     depths = int_list(args.backward_memory, "--backward-memory")
-    if not depths or min(depths) < 1 or args.batch < 1:
-        raise UserError("--backward-memory takes depths >= 1 (e.g. 2,4,8,16,32) and --batch >= 1")
+    if not depths or min(depths) < 1:
+        raise UserError("--backward-memory takes depths >= 1 (e.g. 2,4,8,16,32)")
+    check_flags(args, ("batch", 1))
     cfg = preset.model
     knob = "max_iter" if cfg.uses_solver else "n"
     rows = []

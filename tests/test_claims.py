@@ -324,6 +324,15 @@ def test_a_fixed_checkpoint_is_sampled_at_each_seed_and_a_missing_one_waits(swep
     assert "3 runs on fixed checkpoints" in report and "DATA(smoke4)" in report
 
 
+def test_the_report_names_a_shared_checkpoint_as_the_repo_sees_it(monkeypatch, tmp_path):
+    """A fixed checkpoint in the shared folder reads ../shared/... in the table, wherever this machine keeps it."""
+    from trm import claims_report
+    monkeypatch.setattr(claims_report, "shared_data_root", lambda: tmp_path / "shared" / "data")
+    assert claims_report._portable(str(tmp_path / "shared" / "runs" / "a")) == "../shared/runs/a"
+    assert claims_report._portable(str(tmp_path / "shared-other" / "a")) == str(tmp_path / "shared-other" / "a")
+    assert claims_report._portable("--K") == "--K"
+
+
 @pytest.mark.parametrize("arm,words", [
     (Arm("x", (), "train", checkpoint="runs/a", data="sudoku4-cpu"), "an eval or sweep of that checkpoint"),
     (Arm("x", (), "eval", checkpoint="runs/a", data="no-such-preset"), "needs checkpoint= and data="),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .atomic import atomic_file, atomic_write_bytes
 from .claims import MIN_SEEDS, STEPS_UNBOUNDED, Z, ArmResult, Claim, Plan, Run, Spec, Stats, aggregate, paired, verdict
+from .data.recipes import shared_data_root
 
 
 def budget_text(tb) -> str:
@@ -30,6 +31,13 @@ def _pm(s: Stats) -> str:
 
 def _cmd(argv: list[str]) -> str:
     return "trm " + shlex.join(argv)
+
+
+def _portable(arg: str) -> str:
+    """A path into the shared folder as ../shared (from the repo root), wherever this machine keeps it, so the
+    table reads the same on every machine."""
+    shared = str(shared_data_root().parent) + "/"
+    return "../shared/" + arg[len(shared):] if arg.startswith(shared) else arg
 
 
 def write_report(spec: Spec, p: Plan, seeds: list[int], out: Path) -> Path:
@@ -109,7 +117,7 @@ def _arm_row(name: str, r: ArmResult, p: Plan, run: Run | None, source: bool = F
         subst[str(run.dir)] = "RUN"
         if run.parent is not None:
             subst[str(run.parent.dir)] = "CKPT"
-    cmd = _cmd([subst.get(x, x) for x in run.argv]) if run is not None else "-"
+    cmd = _cmd([_portable(subst.get(x, x)) for x in run.argv]) if run is not None else "-"
     per = ", ".join(f"s{s}: {100 * x:.1f}" for s, x in zip(r.seeds, r.stats.values)) or "-"
     if source:  # a train arm whose checkpoints the claim's test-time arms score: their metric is not its
         per = "the checkpoints the arms below score"

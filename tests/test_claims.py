@@ -403,3 +403,31 @@ def test_the_attractor_metrics_read_an_analyze_report():
     assert claims_spec.ANSWER_SETTLES.read(r) == pytest.approx((3 * 1 + 5) / 4 / 16)
     assert claims_spec.FEATURES_SETTLE.read(r) == pytest.approx(3 / 4)
     assert math.isnan(claims_spec.ANSWER_SETTLES.read({"N_sup": 16, "hypothesis": {"answer_settle_step": {}}}))
+
+
+def test_verify_reruns_from_an_empty_cache_and_checks_every_number_against_the_store(swept, cli, monkeypatch,
+                                                                                   tmp_path):
+    """`trm claims --verify`: the selected claims made again in a new cache, nothing taken from the store; each
+    number the table reads is checked against the stored run's (exit 1 naming the run where one differs)."""
+    cache = swept[0]
+    monkeypatch.setattr(claims_spec, "SPEC", SMOKE)
+    monkeypatch.setattr(cl, "subprocess_launch", lambda prefix=None: in_process)
+    monkeypatch.setattr(cl, "provenance", lambda: PROVENANCE)
+    out_md = tmp_path / "claims.md"
+    code, _, err = cli("claims", "--claims", "sampled", "--cache", cache, "--out", out_md)  # fills the store
+    assert code == 0, err
+    store = tmp_path / "claims" / "results"
+    stored = {f.name: f.read_bytes() for f in store.glob("*.json")}
+    out_md.unlink()
+    code, out, err = cli("claims", "--claims", "sampled", "--cache", tmp_path / "fresh", "--out", out_md, "--verify")
+    assert code == 0, err
+    assert "runs: 4 run, 0 reused" in out and "verify: 4 numbers equal the store's, 0 differ" in out
+    assert not out_md.exists() and {f.name: f.read_bytes() for f in store.glob("*.json")} == stored
+    eval_run = next(f for f in store.glob("eval-*.json"))
+    doc = json.loads(eval_run.read_text())
+    doc["result"]["scores"][-1]["best-q@K"] += 0.25
+    eval_run.write_text(json.dumps(doc))
+    code, out, err = cli("claims", "--claims", "sampled", "--cache", tmp_path / "fresh", "--out", out_md, "--verify")
+    assert code == 1 and "differs sampled/noisy seed" in out and "1 numbers differ" in err
+    code, _, err = cli("claims", "--cache", tmp_path / "fresh", "--store", "none", "--verify")
+    assert code == 2 and "--verify checks the runs against a store" in err

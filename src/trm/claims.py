@@ -684,6 +684,45 @@ def aggregate(claim: Claim, p: Plan, seeds: list[int]) -> dict[str, ArmResult]:
     return out
 
 
+@dataclass
+class Check:
+    """`trm claims --verify`: the numbers the table reads from runs made afresh in the cache, each against the
+    number the store holds for the same run."""
+    same: list[str] = field(default_factory=list)                            # claim/arm seed S
+    differ: list[tuple[str, float, float]] = field(default_factory=list)    # label, fresh, stored
+    unstored: list[str] = field(default_factory=list)                        # runs the store does not hold
+
+
+def check_against_store(p: Plan, claims: list[Claim], seeds: list[int], store: Path) -> Check:
+    """Every arm's number at every seed whose run finished in p's cache, beside the stored run's (exact
+    equality: one machine and one code give the same bits; another CPU may round differently)."""
+    out = Check()
+    for c in claims:
+        for a in c.arms:
+            metric = a.metric or c.metric
+            for s in seeds:
+                run = p.of.get((c.name, a.name, s))
+                fresh = _read_json(run.result_path) if run is not None else None
+                if fresh is None:
+                    continue
+                label = f"{c.name}/{a.name} seed {s}"
+                stored = (_read_json(store / f"{run.dir.name}.json") or {}).get("result")
+                if stored is None:
+                    out.unstored.append(label)
+                    continue
+                values = []
+                for r in (fresh, stored):
+                    try:
+                        values.append(metric.read(r))
+                    except (KeyError, IndexError, TypeError, ValueError, ArithmeticError):
+                        values.append(math.nan)
+                if values[0] == values[1] or all(math.isnan(v) for v in values):
+                    out.same.append(label)
+                else:
+                    out.differ.append((label, *values))
+    return out
+
+
 def verdict(claim: Claim, arms: dict[str, ArmResult]) -> str:
     """The rule on the arms' numbers; 'inconclusive (n seeds)' below MIN_SEEDS; 'not run' without numbers."""
     if claim.waits_for and not all(arms[a].stats.n for a in claim.rule.arms()):

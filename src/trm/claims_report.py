@@ -205,7 +205,9 @@ Regenerate everything with `trm claims` (hours of CPU: `trm claims --dry-run` li
 finished run's result and record (command, machine, commit) are also kept in git, in `claims/results/` beside
 this file (`--store`), so a checkout on another machine reuses them and runs only what is missing; a row may
 so gather runs from several machines, all listed below (the budget is in optimizer steps: the same testbed on
-each). `trm claims --report` rewrites this file from the cache and the store without running anything.
+each). `trm claims --report` rewrites this file from the cache and the store without running anything;
+`trm claims --claims NAME --cache EMPTY --verify` makes a row's runs again from nothing and checks each of its
+numbers against the stored one (on the machine that made them, training and evaluation repeat to the bit).
 
 Why a command and not a script in benchmarks/: the table is the evidence behind what the README says trm
 reproduces, so anyone who installs trm should be able to rerun a row and check it, with the same caching and

@@ -33,6 +33,9 @@ def add_parsers(sub) -> None:
     g.add_argument("--dry-run", action="store_true", help="print the runs it would start and their CPU minutes")
     g.add_argument("--report", action="store_true", help="rewrite --out from the runs in the cache; run nothing")
     g.add_argument("--list", action="store_true", help="list the claims and their arms")
+    g.add_argument("--verify", action="store_true", help="run the selected claims again in --cache (give an empty "
+                   "one to start from nothing), reusing nothing from the store, and check each of their numbers "
+                   "against the store's; writes no table (exit 1 if a number differs)")
     p.set_defaults(func=cmd_claims)
 
 
@@ -69,6 +72,10 @@ def cmd_claims(args) -> int:
     store = None if args.store == "none" else Path(args.store) if args.store else out.parent / "claims" / "results"
     if store is not None and store.exists() and not store.is_dir():
         raise UserError(f"--store {store} is a file, not a folder")
+    if args.verify:
+        if store is None or not store.is_dir():
+            raise UserError(f"--verify checks the runs against a store, and there is none at {store}")
+        store, against = None, store  # nothing reused from the store, nothing written to it
     p = cl.plan(spec, cache, run_now, seeds, args.minutes, args.steps, store)
     if args.dry_run:
         return _dry_run(spec, p, args.jobs)
@@ -89,6 +96,8 @@ def cmd_claims(args) -> int:
             outcome = cl.Outcome(reused=list(p.runs.values()))
         print(f"runs: {len(outcome.ran)} run, {len(outcome.reused)} reused, {len(outcome.failed)} failed, "
               f"{len(outcome.skipped)} skipped (their checkpoint failed)")
+    if args.verify:
+        return _verify(p, run_now, seeds, against, outcome)
     report_seeds = sorted({*spec.seeds, *seeds})
     full = cl.plan(spec, cache, list(spec.claims), report_seeds, args.minutes, args.steps, store)
     write_report(spec, full, report_seeds, out)
@@ -97,6 +106,19 @@ def cmd_claims(args) -> int:
         first = (outcome.failed or outcome.skipped)[0]
         print(f"trm: error: {len(outcome.failed)} runs failed, {len(outcome.skipped)} skipped (first: "
               f"{first.labels[0]}, see {(first.parent if first in outcome.skipped else first).dir / 'claims.log'})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _verify(p: cl.Plan, claims: list, seeds: list[int], store: Path, outcome: cl.Outcome) -> int:
+    check = cl.check_against_store(p, claims, seeds, store)
+    for label, fresh, stored in check.differ:
+        print(f"differs {label}: {fresh:.6g} here, {stored:.6g} in {store}")
+    print(f"verify: {len(check.same)} numbers equal the store's, {len(check.differ)} differ, "
+          f"{len(check.unstored)} not in the store to compare")
+    if check.differ or outcome.failed or outcome.skipped:
+        print(f"trm: error: {len(check.differ)} numbers differ from {store}, {len(outcome.failed)} runs failed",
               file=sys.stderr)
         return 1
     return 0

@@ -431,3 +431,7 @@ def test_verify_reruns_from_an_empty_cache_and_checks_every_number_against_the_s
     assert code == 1 and "differs sampled/noisy seed" in out and "1 numbers differ" in err
     code, _, err = cli("claims", "--cache", tmp_path / "fresh", "--store", "none", "--verify")
     assert code == 2 and "--verify checks the runs against a store" in err
+    (tmp_path / "empty").mkdir()  # a store without these runs: nothing was checked, which is not a pass
+    code, _, err = cli("claims", "--claims", "sampled", "--cache", tmp_path / "fresh", "--store", tmp_path / "empty",
+                       "--verify")
+    assert code == 1 and "nothing to verify" in err

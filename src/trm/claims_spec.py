@@ -356,9 +356,9 @@ CLAIMS: tuple[Claim, ...] = (
                 "noise-and-q": "holds at a gap near the paper's: +9.2 points (90.7% against 81.5% on these 200 "
                 "puzzles): the best-Q pick solves 17 to 20 of the 37 deterministic failures and loses none.",
                 "noise-on-z": "level: initial-state noise 91.3% against 90.7% for noise on z (higher at one "
-                "seed, level at one, lower at one). Both solve about half of the 37 deterministic failures (init 22 to 24, "
-                "z 17 to 20); noise on z loses no success, initial-state noise 1 to 5. So on neither 9x9 "
-                "checkpoint does noise on z beat noise on the start, as PTRM finds on Sudoku-Extreme; the "
+                "seed, level at one, lower at one). Both solve about half of the 37 deterministic failures "
+                "(init 22 to 24, z 17 to 20); noise on z loses no success, initial-state noise 1 to 5. So on "
+                "neither 9x9 checkpoint does noise on z beat noise on the start, as PTRM finds on Sudoku-Extreme; the "
                 "start's advantage at the mid checkpoint closes as the model trains.",
                 "q-selects": "holds at the oracle's bound: best-Q@16 equals pass@16 at every seed (90.7%), 11.5 "
                 "points above a random pick (79.2%): a Q head trained to halt never misses a solving rollout "

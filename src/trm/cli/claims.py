@@ -17,8 +17,8 @@ def add_parsers(sub) -> None:
                    "them); a claim waiting for flags runs only when named")
     p.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2; a verdict needs 3)")
     p.add_argument("--minutes", type=float, default=None,
-                   help="training minutes per run instead of the spec's: the budget, or its cap where steps decide (other "
-                   "runs: the budget is in the cache key)")
+                   help="training minutes per run instead of the spec's: the budget, or its cap where steps decide "
+                   "(other runs: the budget is in the cache key)")
     p.add_argument("--steps", type=int, default=None,
                    help="optimizer steps per train run at most instead of the spec's (with --minutes as the cap: a "
                    "budget that is the same on every machine)")
@@ -117,6 +117,9 @@ def _verify(p: cl.Plan, claims: list, seeds: list[int], store: Path, outcome: cl
         print(f"differs {label}: {fresh:.6g} here, {stored:.6g} in {store}")
     print(f"verify: {len(check.same)} numbers equal the store's, {len(check.differ)} differ, "
           f"{len(check.unstored)} not in the store to compare")
+    if not check.same and not check.differ:
+        print(f"trm: error: nothing to verify: {store} holds none of these runs' results", file=sys.stderr)
+        return 1
     if check.differ or outcome.failed or outcome.skipped:
         print(f"trm: error: {len(check.differ)} numbers differ from {store}, {len(outcome.failed)} runs failed",
               file=sys.stderr)

@@ -337,7 +337,11 @@ class Run:
 
     @property
     def stored_path(self) -> Path | None:
-        return None if self.store is None else self.store / f"{self.dir.name}.json"
+        return self.file_in(self.store)
+
+    def file_in(self, store: Path | None) -> Path | None:
+        """Its result and record's file in a store (None: no store)."""
+        return None if store is None else store / f"{self.dir.name}.json"
 
     def done(self) -> bool:
         return self.result_path.is_file() or (self.stored_path is not None and self.stored_path.is_file())
@@ -659,6 +663,14 @@ class ArmResult:
     waiting: str = ""                # why its runs cannot run here (a missing checkpoint)
 
 
+def _read_metric(metric: Metric, result: dict) -> float:
+    """The metric's number in a run's result; NaN where the result lacks it (a run that gave no number)."""
+    try:
+        return metric.read(result)
+    except (KeyError, IndexError, TypeError, ValueError, ArithmeticError):
+        return math.nan
+
+
 def aggregate(claim: Claim, p: Plan, seeds: list[int]) -> dict[str, ArmResult]:
     out = {}
     for a in claim.arms:
@@ -670,10 +682,7 @@ def aggregate(claim: Claim, p: Plan, seeds: list[int]) -> dict[str, ArmResult]:
             r = run.result() if run is not None else None
             if r is None:
                 continue
-            try:
-                v = metric.read(r)
-            except (KeyError, IndexError, TypeError, ValueError, ArithmeticError):
-                v = math.nan
+            v = _read_metric(metric, r)
             if math.isfinite(v):
                 values.append(v)
                 ok_seeds.append(s)
@@ -706,16 +715,11 @@ def check_against_store(p: Plan, claims: list[Claim], seeds: list[int], store: P
                 if fresh is None:
                     continue
                 label = f"{c.name}/{a.name} seed {s}"
-                stored = (_read_json(store / f"{run.dir.name}.json") or {}).get("result")
+                stored = (_read_json(run.file_in(store)) or {}).get("result")
                 if stored is None:
                     out.unstored.append(label)
                     continue
-                values = []
-                for r in (fresh, stored):
-                    try:
-                        values.append(metric.read(r))
-                    except (KeyError, IndexError, TypeError, ValueError, ArithmeticError):
-                        values.append(math.nan)
+                values = [_read_metric(metric, r) for r in (fresh, stored)]
                 if values[0] == values[1] or all(math.isnan(v) for v in values):
                     out.same.append(label)
                 else:
